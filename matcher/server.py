@@ -1,0 +1,402 @@
+"""The matcher process: one thread, one poll loop around the Engine.
+
+Each turn of the loop drains up to `max_batch` requests from the gateway ROUTER and the
+bot ROUTER, executes them in arrival order, appends every accepted state-changing command
+to the journal, commits the journal once (group commit: one fsync per batch in `batch`
+mode), and only then sends the replies and publishes the updates. Nothing leaves the
+process before the command that caused it is durable, so an acknowledged order survives
+`kill -9`, and a snapshot reply is always consistent with the deltas already published.
+
+Sockets (SPEC section 1):
+- ROUTER `command_endpoint` for gateways, feeds and recorders (ROUTER_MANDATORY, so a
+  reply to a vanished peer is counted, not silently lost);
+- ROUTER `bot_endpoint` for co-located bots, CURVE-encrypted; ZAP requests are answered
+  in this loop and map each registered public key to its trader account;
+- PUB `public_endpoint` (topic `md.<PAIR>`) and PUB `private_endpoint` (topic
+  `acct.<id>.`). PUB drops for a subscriber at its high-water mark, so a slow or absent
+  subscriber never slows the matcher; subscribers detect the gap by sequence number.
+
+Idle markets get a heartbeat carrying their current seq about once a second.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+from pathlib import Path
+
+import orjson
+import zmq
+import zmq.utils.z85
+
+from common import protocol
+from common.config import Config, ShardConfig
+from common.protocol import Command, ProtocolError
+from common.types import RejectCode
+from matcher import snapshot
+from matcher.dispatch import Dispatcher
+from matcher.engine import Engine, Reject
+from matcher.journal import Journal
+
+log = logging.getLogger("zmx.matcher")
+
+ZAP_ENDPOINT = "inproc://zeromq.zap.01"
+SOCKET_HWM = 200_000
+# Far above any legal request; bigger frames are dropped by libzmq before they cost memory.
+TRANSPORT_MAX_BYTES = 1 << 20
+
+
+class Counters:
+    """Plain integer counters, reported by `ping` and logged on shutdown."""
+
+    __slots__ = ("commands", "rejects", "malformed", "unroutable", "journaled", "batches")
+
+    def __init__(self) -> None:
+        for name in self.__slots__:
+            setattr(self, name, 0)
+
+    def as_dict(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
+def load_server_keys(path: Path) -> tuple[bytes, bytes]:
+    """Return the shard's CURVE (public, secret) key pair, creating it on first start."""
+    if path.exists():
+        secret = path.read_bytes().strip()
+        if len(secret) != 40:
+            raise ValueError(f"{path}: expected a 40-character Z85 CURVE secret key")
+        return zmq.curve_public(secret), secret
+    public, secret = zmq.curve_keypair()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".tmp")
+    with open(temporary, "wb") as handle:
+        handle.write(secret)
+        os.fchmod(handle.fileno(), 0o600)
+    os.replace(temporary, path)
+    path.with_suffix(".pub").write_bytes(public)
+    return public, secret
+
+
+def recover(journal: Journal, shard_id: int, max_open_orders: int) -> Engine:
+    """Rebuild the engine from the newest snapshot plus every journal record after it."""
+    latest = journal.latest_snapshot()
+    if latest is None:
+        engine, after = Engine(shard_id, max_open_orders), 0
+    else:
+        after, payload = latest
+        engine = snapshot.load(orjson.loads(payload))
+        engine.max_open_orders = max_open_orders
+        log.info("loaded snapshot", extra={"journal_seq": after})
+    dispatcher = Dispatcher(engine)
+    started = time.monotonic()
+    replayed = 0
+
+    def progress(count: int) -> None:
+        log.info("replaying journal", extra={"records": count})
+
+    for _, payload in journal.records(after, progress=progress):
+        record = orjson.loads(payload)
+        command = protocol.command_from_json(record["cmd"])
+        _, reject = dispatcher.execute(command, record["ts"])
+        if reject is not None:
+            raise RuntimeError(f"journaled command rejected on replay: {command!r}: {reject!r}")
+        replayed += 1
+    log.info(
+        "recovered",
+        extra={"snapshot_seq": after, "replayed": replayed, "seconds": round(time.monotonic() - started, 3),
+               "journal_seq": journal.last_seq},
+    )
+    return engine
+
+
+class MatcherServer:
+    """Own the sockets, the journal and the engine of one shard; run the poll loop."""
+
+    def __init__(self, config: Config, shard: ShardConfig, context: zmq.Context | None = None) -> None:
+        self.config = config
+        self.shard = shard
+        self.settings = config.matcher
+        # A context of our own: the ZAP endpoint is per context, and tests run several shards.
+        self._owns_context = context is None
+        self.context = context or zmq.Context()
+        shard_dir = config.shard_dir(shard.shard_id)
+        self.journal = Journal(shard_dir / "journal", fsync=config.journal.fsync,
+                               segment_bytes=config.journal.segment_bytes)
+        self.engine = recover(self.journal, shard.shard_id, self.settings.max_open_orders_per_account)
+        self.dispatcher = Dispatcher(self.engine)
+        self.counters = Counters()
+        self.public_key, secret_key = load_server_keys(config.curve_secret_key_file(shard.shard_id))
+        self._running = False
+        self._bot_peers: dict[int, set[bytes]] = {}
+        self._last_publish: dict[str, float] = {}
+        self._commands_since_snapshot = 0
+        self._last_snapshot = time.monotonic()
+        self._outbox: list[tuple[zmq.Socket, list[bytes]]] = []
+        self._open_sockets(secret_key)
+
+    # ---------------------------------------------------------------- sockets
+
+    def _router(self) -> zmq.Socket:
+        socket = self.context.socket(zmq.ROUTER)
+        socket.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        socket.setsockopt(zmq.SNDHWM, SOCKET_HWM)
+        socket.setsockopt(zmq.RCVHWM, SOCKET_HWM)
+        socket.setsockopt(zmq.MAXMSGSIZE, TRANSPORT_MAX_BYTES)
+        socket.setsockopt(zmq.LINGER, 1000)
+        return socket
+
+    def _open_sockets(self, secret_key: bytes) -> None:
+        context, shard = self.context, self.shard
+        # The ZAP handler must be bound before any CURVE socket binds.
+        self.zap = context.socket(zmq.REP)
+        self.zap.setsockopt(zmq.LINGER, 0)
+        self.zap.bind(ZAP_ENDPOINT)
+        self.commands = self._router()
+        self.commands.bind(shard.command_endpoint)
+        self.bots = self._router()
+        self.bots.setsockopt(zmq.CURVE_SERVER, 1)
+        self.bots.setsockopt(zmq.CURVE_SECRETKEY, secret_key)
+        self.bots.setsockopt(zmq.ZAP_DOMAIN, b"zmx-bots")
+        self.bots.bind(shard.bot_endpoint)
+        self.public = context.socket(zmq.PUB)
+        self.public.setsockopt(zmq.SNDHWM, SOCKET_HWM)
+        self.public.setsockopt(zmq.LINGER, 1000)
+        self.public.bind(shard.public_endpoint)
+        self.private = context.socket(zmq.PUB)
+        self.private.setsockopt(zmq.SNDHWM, SOCKET_HWM)
+        self.private.setsockopt(zmq.LINGER, 1000)
+        self.private.bind(shard.private_endpoint)
+        self.poller = zmq.Poller()
+        self.poller.register(self.commands, zmq.POLLIN)
+        self.poller.register(self.bots, zmq.POLLIN)
+        self.poller.register(self.zap, zmq.POLLIN)
+
+    def close(self) -> None:
+        self.journal.close()
+        for socket in (self.commands, self.bots, self.public, self.private, self.zap):
+            socket.close()
+        if self._owns_context:
+            self.context.term()
+
+    # ---------------------------------------------------------------- loop
+
+    def stop(self) -> None:
+        self._running = False
+
+    def serve_forever(self) -> None:
+        """Run until `stop()`; flush the journal on the way out."""
+        self._running = True
+        heartbeat = self.settings.heartbeat_seconds
+        poll_ms = max(1, int(heartbeat * 1000 / 4))
+        log.info("matcher ready", extra={"shard_id": self.shard.shard_id, **self.shard.endpoints,
+                                         "bot_public_key": self.public_key.decode()})
+        try:
+            while self._running:
+                events = dict(self.poller.poll(poll_ms))
+                if self.zap in events:
+                    self._answer_zap()
+                if self.commands in events or self.bots in events:
+                    self._run_batch()
+                self._heartbeat(heartbeat)
+                self._maybe_snapshot()
+        finally:
+            self.journal.commit()
+            log.info("matcher stopped", extra=self.counters.as_dict())
+
+    def _run_batch(self) -> None:
+        """Drain, execute, commit once, then send: the group-commit turn of the loop."""
+        budget = self.settings.max_batch
+        commands, bots = self.commands, self.bots
+        while budget:
+            progressed = False
+            for socket, is_bot in ((commands, False), (bots, True)):
+                try:
+                    frames = socket.recv_multipart(zmq.NOBLOCK, copy=is_bot is False)
+                except zmq.Again:
+                    continue
+                progressed = True
+                budget -= 1
+                self._handle(frames, is_bot)
+            if not progressed:
+                break
+        self.counters.batches += 1
+        self.journal.commit()
+        self._flush()
+
+    def _flush(self) -> None:
+        for socket, frames in self._outbox:
+            try:
+                socket.send_multipart(frames, zmq.NOBLOCK)
+            except zmq.ZMQError as error:
+                # EHOSTUNREACH: the peer is gone; EAGAIN: its queue is full. Either way the
+                # command itself stands (it is journaled); the peer can query it.
+                self.counters.unroutable += 1
+                if socket is self.bots and error.errno == zmq.EHOSTUNREACH:
+                    self._forget_bot_peer(frames[0])
+        self._outbox.clear()
+
+    def _handle(self, frames: list, is_bot: bool) -> None:
+        self.counters.commands += 1
+        if is_bot:
+            identity = frames[0].bytes
+            account_id = self._bot_account(frames[-1])
+            frames = [identity] + [frame.bytes for frame in frames[1:]]
+            socket = self.bots
+        else:
+            account_id = None
+            socket = self.commands
+        if len(frames) != 2:
+            self.counters.malformed += 1
+            self._reply_error(socket, frames[0], None, RejectCode.MALFORMED_FRAME,
+                              f"expected exactly one frame after the identity, got {len(frames) - 1}")
+            return
+        identity, body = frames
+        if len(body) > self.settings.max_frame_bytes:
+            self.counters.malformed += 1
+            self._reply_error(socket, identity, None, RejectCode.MALFORMED_FRAME,
+                              f"frame larger than {self.settings.max_frame_bytes} bytes")
+            return
+        try:
+            command = protocol.decode_command(body, bot=is_bot)
+        except ProtocolError as error:
+            self.counters.malformed += 1
+            self._reply_error(socket, identity, error.request_id, error.code, error.message, error.details)
+            return
+        if is_bot:
+            claimed = command.fields.get("account_id", account_id)
+            if account_id is None or claimed != account_id:
+                self._reply_error(socket, identity, command.request_id, RejectCode.FORBIDDEN,
+                                  "a bot acts only on its own account")
+                return
+            if "account_id" in protocol.COMMANDS[command.op]:
+                command.fields["account_id"] = account_id
+            self._bot_peers.setdefault(account_id, set()).add(identity)
+        self.execute(command, socket, identity)
+
+    def execute(self, command: Command, socket: zmq.Socket | None, identity: bytes | None) -> None:
+        """Execute one command; journal it if it changed state; queue its reply and updates."""
+        ts = time.time_ns()
+        if command.op == "create_market" and not self._owns(command.fields["pair"]):
+            self.counters.rejects += 1
+            if socket is not None:
+                self._reply_error(socket, identity, command.request_id, RejectCode.FORBIDDEN,
+                                  f"shard {self.shard.shard_id} is not configured to own {command.fields['pair']}")
+            return
+        data, reject = self.dispatcher.execute(command, ts)
+        if reject is not None:
+            self.counters.rejects += 1
+            if socket is not None:
+                self._reply_error(socket, identity, command.request_id, reject.code, reject.message, reject.details)
+            return
+        if command.op in protocol.MUTATING:
+            journal_seq = self.journal.append(orjson.dumps({"ts": ts, "cmd": command.to_json()}))
+            self.counters.journaled += 1
+            self._commands_since_snapshot += 1
+            self._queue_updates(journal_seq)
+        if socket is not None:
+            self._outbox.append((socket, [identity, protocol.encode_ok(command.request_id, data)]))
+
+    def _queue_updates(self, journal_seq: int) -> None:
+        engine = self.engine
+        markets, assets, outbox = engine.markets, engine.assets, self._outbox
+        now = time.monotonic()
+        for update in engine.public:
+            market = markets[update.market]
+            body = protocol.public_update_message(update, market, journal_seq)
+            outbox.append((self.public, [protocol.public_topic(update.market), body]))
+            self._last_publish[update.market] = now
+        for update in engine.private:
+            body = protocol.private_update_message(update, markets, assets, journal_seq)
+            outbox.append((self.private, [protocol.private_topic(update.account_id), body]))
+            for peer in self._bot_peers.get(update.account_id, ()):
+                outbox.append((self.bots, [peer, body]))
+
+    def _owns(self, pair: str) -> bool:
+        return pair in self.shard.markets or "*" in self.shard.markets
+
+    def _reply_error(self, socket, identity, request_id, code: RejectCode, message: str, details=None) -> None:
+        self._outbox.append((socket, [identity, protocol.encode_error(request_id, code, message, details)]))
+
+    # ---------------------------------------------------------------- bots and ZAP
+
+    def _bot_account(self, frame: zmq.Frame) -> int | None:
+        try:
+            user_id = frame.get("User-Id")
+        except zmq.ZMQError:
+            return None
+        return int(user_id) if user_id and user_id.isdigit() else None
+
+    def _forget_bot_peer(self, identity: bytes) -> None:
+        for peers in self._bot_peers.values():
+            peers.discard(identity)
+
+    def _answer_zap(self) -> None:
+        """Answer one ZAP request (RFC 27): a registered CURVE key gets its account as User-Id."""
+        frames = self.zap.recv_multipart()
+        if len(frames) < 6:
+            self.zap.send_multipart([b"1.0", frames[1] if len(frames) > 1 else b"", b"400", b"bad request", b"", b""])
+            return
+        version, request_id, domain, _address, _identity, mechanism = frames[:6]
+        credentials = frames[6:]
+        account_id = None
+        if version == b"1.0" and mechanism == b"CURVE" and len(credentials) == 1 and len(credentials[0]) == 32:
+            account_id = self.engine.bot_keys.get(zmq.utils.z85.encode(credentials[0]).decode())
+        if account_id is None:
+            self.zap.send_multipart([b"1.0", request_id, b"400", b"unregistered key", b"", b""])
+            return
+        self.zap.send_multipart([b"1.0", request_id, b"200", b"OK", str(account_id).encode(), b""])
+
+    # ---------------------------------------------------------------- heartbeats and snapshots
+
+    def _heartbeat(self, interval: float) -> None:
+        now = time.monotonic()
+        last = self._last_publish
+        ts = None
+        for pair, market in self.engine.markets.items():
+            if now - last.get(pair, 0.0) >= interval:
+                ts = ts or time.time_ns()
+                try:
+                    self.public.send_multipart([protocol.public_topic(pair), protocol.heartbeat_message(pair, market.seq, ts)],
+                                               zmq.NOBLOCK)
+                except zmq.Again:
+                    self.counters.unroutable += 1
+                last[pair] = now
+
+    def _maybe_snapshot(self) -> None:
+        settings = self.config.journal
+        if not self._commands_since_snapshot:
+            return
+        due = self._commands_since_snapshot >= settings.snapshot_every_commands or (
+            time.monotonic() - self._last_snapshot >= settings.snapshot_every_seconds
+        )
+        if due:
+            self.take_snapshot()
+
+    def take_snapshot(self) -> None:
+        """Write the engine's state at the journal's last seq and start a new segment."""
+        started = time.monotonic()
+        self.journal.commit()
+        seq = self.journal.last_seq
+        self.journal.write_snapshot(seq, orjson.dumps(snapshot.dump(self.engine)))
+        self.journal.rotate()
+        self._commands_since_snapshot = 0
+        self._last_snapshot = time.monotonic()
+        log.info("snapshot written", extra={"journal_seq": seq, "seconds": round(self._last_snapshot - started, 3)})
+
+
+def run_matcher(config: Config, shard_id: int = 0) -> None:
+    """Run one matcher shard in the foreground until SIGINT or SIGTERM."""
+    shard = config.shard(shard_id)
+    server = MatcherServer(config, shard)
+
+    def stop(signum, frame):
+        server.stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        server.serve_forever()
+    finally:
+        server.close()
