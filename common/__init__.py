@@ -1,0 +1,1 @@
+"""Code shared by every zmx process: configuration, protocol, types, logging, the CLI."""

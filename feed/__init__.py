@@ -1,0 +1,1 @@
+"""The WebSocket feed: book replicas and fan-out of market data to subscribers."""

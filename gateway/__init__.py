@@ -1,0 +1,1 @@
+"""The REST gateway: Falcon resources served by gunicorn, talking to the matchers."""

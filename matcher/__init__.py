@@ -1,0 +1,1 @@
+"""The matcher: order books, balances, journal and the ZeroMQ poll loop of one shard."""
