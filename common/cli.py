@@ -1,0 +1,121 @@
+"""The `zmx` command: start the whole stack or one of its processes, or show the config.
+
+    zmx [--config PATH] up [--no-demo]     every process of the stack, supervised
+    zmx [--config PATH] matcher [--shard N] one matcher shard
+    zmx [--config PATH] config              the effective configuration as JSON
+
+A configuration error prints one line, `zmx: configuration error: ...`, and exits with 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+import orjson
+
+from common.config import Config, ConfigError, config_as_dict, load_config
+from common.logs import setup_logging
+from common.supervisor import Supervisor
+
+EXIT_CONFIG_ERROR = 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse the command line, load the configuration and run the chosen command."""
+    arguments = _parser().parse_args(argv)
+    try:
+        config = load_config(arguments.config)
+        return arguments.command(config, arguments)
+    except ConfigError as error:
+        print(f"zmx: configuration error: {error}", file=sys.stderr)
+        return EXIT_CONFIG_ERROR
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="zmx", description="zmx: a self-hostable, low-latency exchange server."
+    )
+    parser.add_argument(
+        "--config",
+        metavar="PATH",
+        default=None,
+        help="TOML configuration file; ZMX_* environment variables override it",
+    )
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
+
+    up = commands.add_parser("up", help="start the whole stack and supervise it")
+    up.add_argument(
+        "--no-demo",
+        dest="demo",
+        action="store_false",
+        help="start with no demo market, traders or bot",
+    )
+    up.set_defaults(command=_up)
+
+    matcher = commands.add_parser("matcher", help="run one matcher shard")
+    matcher.add_argument(
+        "--shard",
+        type=int,
+        default=None,
+        metavar="N",
+        help="shard id to run (default: the only configured shard)",
+    )
+    matcher.set_defaults(command=_matcher)
+
+    show = commands.add_parser("config", help="print the effective configuration as JSON")
+    show.set_defaults(command=_show_config)
+    return parser
+
+
+def _matcher(config: Config, arguments: argparse.Namespace) -> int:
+    shard_id = arguments.shard
+    if shard_id is None:
+        if len(config.shards) != 1:
+            known = ", ".join(str(shard.shard_id) for shard in config.shards)
+            raise ConfigError(f"--shard is required when several shards are configured ({known})")
+        shard_id = config.shards[0].shard_id
+    config.shard(shard_id)
+    setup_logging(config.log_level, f"matcher-{shard_id}")
+    from matcher.server import run_matcher
+
+    run_matcher(config, shard_id)
+    return 0
+
+
+def _up(config: Config, arguments: argparse.Namespace) -> int:
+    setup_logging(config.log_level, "supervisor")
+    command = [sys.executable, "-m", "common.cli"]
+    if arguments.config is not None:
+        command += ["--config", os.path.abspath(arguments.config)]
+    supervisor = Supervisor()
+    for shard in config.shards:
+        supervisor.add(
+            f"matcher-{shard.shard_id}", [*command, "matcher", "--shard", str(shard.shard_id)]
+        )
+    return supervisor.run(on_started=lambda: _print_endpoints(config))
+
+
+def _print_endpoints(config: Config) -> None:
+    lines = [f"zmx is up; data in {config.data_dir}"]
+    for shard in config.shards:
+        lines += [
+            f"  matcher shard {shard.shard_id} (markets: {', '.join(shard.markets)})",
+            f"    commands  {shard.command_endpoint}  ROUTER for gateways and feeds",
+            f"    bots      {shard.bot_endpoint}  ROUTER for co-located bots (CURVE)",
+            f"    public    {shard.public_endpoint}  PUB market data",
+            f"    private   {shard.private_endpoint}  PUB account events (internal)",
+        ]
+    lines.append("Press Ctrl-C to stop.")
+    print("\n".join(lines), flush=True)
+
+
+def _show_config(config: Config, arguments: argparse.Namespace) -> int:
+    print(orjson.dumps(config_as_dict(config), option=orjson.OPT_INDENT_2).decode())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
