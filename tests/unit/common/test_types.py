@@ -121,3 +121,11 @@ def test_every_reject_code_has_an_http_status_and_a_subsystem_range():
     assert HTTP_STATUS[RejectCode.INSUFFICIENT_BALANCE] == 422
     assert HTTP_STATUS[RejectCode.DUPLICATE_CLIENT_ORDER_ID] == 409
     assert HTTP_STATUS[RejectCode.MATCHER_TIMEOUT] == 504
+
+
+def test_the_error_table_in_the_docs_lists_every_code():
+    from pathlib import Path
+
+    table = (Path(__file__).resolve().parents[3] / "docs" / "errors.md").read_text()
+    for code in RejectCode:
+        assert f"| `{code.name}` | {int(code)} | {HTTP_STATUS[code]} |" in table
