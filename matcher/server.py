@@ -295,6 +295,9 @@ class MatcherServer:
             self.counters.journaled += 1
             self._commands_since_snapshot += 1
             self._queue_updates(journal_seq)
+        elif command.op == "ping":
+            data["journal_seq"] = self.journal.last_seq
+            data["counters"] = self.counters.as_dict()
         if socket is not None:
             self._outbox.append((socket, [identity, protocol.encode_ok(command.request_id, data)]))
 
