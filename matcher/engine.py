@@ -359,7 +359,8 @@ class Engine:
         elif price is not None:
             asset, lock = market.quote, market.buy_lock(price, quantity)
         else:
-            asset, lock = market.quote, _cost_of(book.asks, quantity, market.quote_per_tick_lot)
+            skip = account_id if stp == EXPIRE_MAKER and account is not None and account.open_orders else None
+            asset, lock = market.quote, _cost_of(book.asks, quantity, market.quote_per_tick_lot, skip)
         available = account.available.get(asset, 0) if account is not None else 0
         if lock > available:
             return self._reject(
@@ -423,7 +424,8 @@ class Engine:
         is_buy = taker.side == BUY
         levels = book.asks if is_buy else book.bids
         limit = taker.price
-        on_budget = is_buy and not limit
+        # A market buy spends at most what it locked (its quote_quantity, or the book's cost).
+        on_budget = is_buy and (not limit or taker.quote_quantity is not None)
         per_tick_lot = market.quote_per_tick_lot
         stp = taker.stp
         own = taker.account_id
@@ -469,7 +471,7 @@ class Engine:
             self._trim_buy_lock(maker, account, market)
         if taker.side == SELL:
             self._release(taker, account, market.base, lots * market.base_per_lot)
-        elif taker.price:
+        elif taker.price and taker.quote_quantity is None:
             self._trim_buy_lock(taker, account, market)
         if not maker.remaining:
             self._close(maker, EXPIRED, market, account)
@@ -517,7 +519,7 @@ class Engine:
         taker.filled += lots
         taker.filled_quote += quote_amount
         taker.updated_ns = ts
-        if buyer.price:
+        if buyer.price and buyer.quote_quantity is None:
             self._trim_buy_lock(buyer, buyer_account, market)
 
         market.trades.append((trade_id, price, lots, taker.side, ts))
@@ -583,6 +585,8 @@ class Engine:
             return self._reject(RejectCode.MARKET_HALTED, f"{market.symbol} is halted", {"pair": market.symbol})
         if quantity is None and price is None:
             return self._reject(RejectCode.AMEND_REJECTED, "give a new quantity or price")
+        if price is not None and price <= 0:
+            return self._reject(RejectCode.INVALID_FIELD, "price must be greater than zero", {"field": "price"})
         new_total = order.quantity if quantity is None else quantity
         if new_total <= order.filled:
             return self._reject(RejectCode.AMEND_REJECTED, "new quantity must exceed the filled quantity")
@@ -897,11 +901,17 @@ def _check_shape(side, order_type, time_in_force, price, quantity, quote_quantit
     return None
 
 
-def _cost_of(levels, lots: int, per_tick_lot: int) -> int:
-    """Return the quote a market buy of `lots` would spend against `levels` as they stand."""
+def _cost_of(levels, lots: int, per_tick_lot: int, skip_account: int | None = None) -> int:
+    """Return the quote a market buy of `lots` would spend against `levels` as they stand.
+
+    Orders of `skip_account` are left out: self-trade prevention expires them instead of buying.
+    """
     cost = 0
     for level in levels.values():
-        take = lots if lots < level.size else level.size
+        size = level.size
+        if skip_account is not None:
+            size -= sum(order.remaining for order in level.orders() if order.account_id == skip_account)
+        take = lots if lots < size else size
         cost += level.price * take * per_tick_lot
         lots -= take
         if not lots:

@@ -306,3 +306,34 @@ class RandomFlow:
 def run(engine: Engine, command: tuple[str, tuple]):
     name, args = command
     return getattr(engine, name)(*args)
+
+
+# -------------------------------------------------------------------- scenario fixtures
+
+ALICE, BOB, CAROL, DAVE = 1, 2, 3, 4
+FUNDS_BTC = 100_000  # 1,000.00 BTC = 1,000 lots
+FUNDS_USDT = 100_000_000  # 1,000,000.00 USDT
+
+
+def funded(**market_options) -> Exchange:
+    """The standard market with ALICE, BOB, CAROL and DAVE each holding FUNDS_BTC and FUNDS_USDT."""
+    ex = Exchange(**market_options)
+    for account_id in (ALICE, BOB, CAROL, DAVE):
+        ex.fund(account_id, btc=FUNDS_BTC, usdt=FUNDS_USDT)
+    return ex
+
+
+def trade_id(counter: int, shard_id: int = 0) -> int:
+    """The id of the `counter`-th trade of a shard."""
+    return (counter << 10) | shard_id
+
+
+def wallet(btc_delta: int = 0, btc_locked: int = 0, usdt_delta: int = 0, usdt_locked: int = 0) -> dict:
+    """Expected balances of a funded account: (available, locked) after the given changes in units.
+
+    The deltas are changes to the account's total; what is locked comes out of available.
+    """
+    return {
+        "BTC": (FUNDS_BTC + btc_delta - btc_locked, btc_locked),
+        "USDT": (FUNDS_USDT + usdt_delta - usdt_locked, usdt_locked),
+    }
