@@ -50,6 +50,10 @@ from common.types import (
 )
 
 MAX_REQUEST_ID_LENGTH = 64
+# A request is one flat object. orjson before 3.9.15 recurses once per nesting level with
+# no limit (CVE-2024-27454), so a deeply nested frame overflows the C stack and kills the
+# process; counting brackets bounds the depth in C, and no valid request comes near this.
+MAX_BRACKETS = 256
 MAX_ACCOUNT_ID = (1 << 63) - 1
 PUBLIC_TOPIC_PREFIX = b"md."
 PRIVATE_TOPIC_PREFIX = b"acct."
@@ -260,6 +264,8 @@ def _request_id(value: Any) -> int | str | None:
 
 def decode_command(frame: bytes, bot: bool = False) -> Command:
     """Decode and type-check one request frame; raise ProtocolError on anything malformed."""
+    if frame.count(b"[") + frame.count(b"{") > MAX_BRACKETS:
+        raise ProtocolError(RejectCode.INVALID_JSON, f"frame holds more than {MAX_BRACKETS} brackets: not a request")
     try:
         message = orjson.loads(frame)
     except orjson.JSONDecodeError:
