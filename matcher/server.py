@@ -129,7 +129,8 @@ class MatcherServer:
         self.counters = Counters()
         self.public_key, secret_key = load_server_keys(config.curve_secret_key_file(shard.shard_id))
         self._running = False
-        self._bot_peers: dict[int, set[bytes]] = {}
+        # account -> {peer identity: the CURVE key it authenticated with}
+        self._bot_peers: dict[int, dict[bytes, str]] = {}
         self._last_publish: dict[str, float] = {}
         self._commands_since_snapshot = 0
         self._last_snapshot = time.monotonic()
@@ -241,7 +242,9 @@ class MatcherServer:
         self.counters.commands += 1
         if is_bot:
             identity = frames[0].bytes
-            account_id = self._bot_account(frames[-1])
+            key = self._bot_key(frames[-1])
+            # Looked up on every request, so revoking a key also stops its open connections.
+            account_id = self.engine.bot_keys.get(key) if key is not None else None
             frames = [identity] + [frame.bytes for frame in frames[1:]]
             socket = self.bots
         else:
@@ -272,7 +275,7 @@ class MatcherServer:
                 return
             if "account_id" in protocol.COMMANDS[command.op]:
                 command.fields["account_id"] = account_id
-            self._bot_peers.setdefault(account_id, set()).add(identity)
+            self._bot_peers.setdefault(account_id, {})[identity] = key
         self.execute(command, socket, identity)
 
     def execute(self, command: Command, socket: zmq.Socket | None, identity: bytes | None) -> None:
@@ -313,8 +316,9 @@ class MatcherServer:
         for update in engine.private:
             body = protocol.private_update_message(update, markets, assets, journal_seq)
             outbox.append((self.private, [protocol.private_topic(update.account_id), body]))
-            for peer in self._bot_peers.get(update.account_id, ()):
-                outbox.append((self.bots, [peer, body]))
+            for peer, key in self._bot_peers.get(update.account_id, {}).items():
+                if engine.bot_keys.get(key) == update.account_id:  # nothing more once the key is revoked
+                    outbox.append((self.bots, [peer, body]))
 
     def _owns(self, pair: str) -> bool:
         return pair in self.shard.markets or "*" in self.shard.markets
@@ -324,32 +328,33 @@ class MatcherServer:
 
     # ---------------------------------------------------------------- bots and ZAP
 
-    def _bot_account(self, frame: zmq.Frame) -> int | None:
+    def _bot_key(self, frame: zmq.Frame) -> str | None:
+        """Return the Z85 CURVE key the peer authenticated with (our ZAP handler's User-Id)."""
         try:
-            user_id = frame.get("User-Id")
+            return frame.get("User-Id") or None
         except zmq.ZMQError:
             return None
-        return int(user_id) if user_id and user_id.isdigit() else None
 
     def _forget_bot_peer(self, identity: bytes) -> None:
         for peers in self._bot_peers.values():
-            peers.discard(identity)
+            peers.pop(identity, None)
 
     def _answer_zap(self) -> None:
-        """Answer one ZAP request (RFC 27): a registered CURVE key gets its account as User-Id."""
+        """Answer one ZAP request (RFC 27): a registered CURVE key is accepted with itself as User-Id."""
         frames = self.zap.recv_multipart()
         if len(frames) < 6:
             self.zap.send_multipart([b"1.0", frames[1] if len(frames) > 1 else b"", b"400", b"bad request", b"", b""])
             return
         version, request_id, domain, _address, _identity, mechanism = frames[:6]
         credentials = frames[6:]
-        account_id = None
+        key = account_id = None
         if version == b"1.0" and mechanism == b"CURVE" and len(credentials) == 1 and len(credentials[0]) == 32:
-            account_id = self.engine.bot_keys.get(zmq.utils.z85.encode(credentials[0]).decode())
+            key = zmq.utils.z85.encode(credentials[0]).decode()
+            account_id = self.engine.bot_keys.get(key)
         if account_id is None:
             self.zap.send_multipart([b"1.0", request_id, b"400", b"unregistered key", b"", b""])
             return
-        self.zap.send_multipart([b"1.0", request_id, b"200", b"OK", str(account_id).encode(), b""])
+        self.zap.send_multipart([b"1.0", request_id, b"200", b"OK", key.encode(), b""])
 
     # ---------------------------------------------------------------- heartbeats and snapshots
 
