@@ -204,6 +204,7 @@ COMMANDS: dict[str, dict[str, tuple[Callable[[Any], Any], bool]]] = {
     "resume": {"pair": (_pair, REQUIRED)},
     "register_bot_key": {"account_id": (_account_id, REQUIRED), "public_key": (_public_key, REQUIRED)},
     "revoke_bot_key": {"public_key": (_public_key, REQUIRED)},
+    "ledger": {},
 }
 
 # Commands that change state: journaled when accepted, never served from a replica.

@@ -72,15 +72,23 @@ class Ledger:
         self.net_deposits[asset] = self.net_deposits.get(asset, 0) - amount
         return True
 
+    def totals(self) -> dict[str, int]:
+        """Return, per asset, the sum of every account's available and locked balance."""
+        totals: dict[str, int] = {}
+        for account in self.accounts.values():
+            for book in (account.available, account.locked):
+                for asset, amount in book.items():
+                    totals[asset] = totals.get(asset, 0) + amount
+        return totals
+
     def check_invariants(self) -> None:
         """Raise AssertionError on a negative trader balance or a ledger that does not sum up."""
-        totals: dict[str, int] = {}
         for account in self.accounts.values():
             for book in (account.available, account.locked):
                 for asset, amount in book.items():
                     if amount < 0 and (account.account_id != FEE_ACCOUNT_ID or book is account.locked):
                         raise AssertionError(f"account {account.account_id}: {asset} balance {amount} < 0")
-                    totals[asset] = totals.get(asset, 0) + amount
+        totals = self.totals()
         for asset in set(totals) | set(self.net_deposits):
             if totals.get(asset, 0) != self.net_deposits.get(asset, 0):
                 raise AssertionError(

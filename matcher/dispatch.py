@@ -11,6 +11,7 @@ from typing import Any
 from common import protocol
 from common.protocol import Command
 from common.types import InexactValue, OrderType, RejectCode, StpMode, TimeInForce
+from matcher.accounts import FEE_ACCOUNT_ID
 from matcher.engine import Engine, Reject
 
 
@@ -223,6 +224,21 @@ class Dispatcher:
     def _resume(self, fields: dict, ts: int):
         result = self.engine.set_halted(fields["pair"], False, ts)
         return result if isinstance(result, Reject) else protocol.market_message(result, self.engine.assets)
+
+    def _ledger(self, fields: dict, ts: int):
+        engine = self.engine
+        assets = engine.assets
+        totals = engine.ledger.totals()
+        fee_account = engine.ledger.accounts[FEE_ACCOUNT_ID]
+        return {
+            "net_deposits": {asset: assets[asset].format(amount)
+                             for asset, amount in engine.ledger.net_deposits.items()},
+            "totals": {asset: assets[asset].format(amount) for asset, amount in totals.items()},
+            "fee_account": [protocol.balance_message(asset, *fee_account.balance(asset), assets[asset])
+                            for asset in sorted(set(fee_account.available) | set(fee_account.locked))],
+            "accounts": len(engine.ledger.accounts) - 1,
+            "open_orders": len(engine.orders),
+        }
 
     def _register_bot_key(self, fields: dict, ts: int):
         result = self.engine.register_bot_key(fields["account_id"], fields["public_key"])

@@ -44,8 +44,10 @@ log = logging.getLogger("zmx.matcher")
 
 ZAP_ENDPOINT = "inproc://zeromq.zap.01"
 SOCKET_HWM = 200_000
-# Far above any legal request; bigger frames are dropped by libzmq before they cost memory.
-TRANSPORT_MAX_BYTES = 1 << 20
+# Frames up to this size are read and answered with MALFORMED_FRAME when over
+# `max_frame_bytes`; beyond it libzmq drops the frame and the connection before it costs
+# memory (the DEALER reconnects by itself).
+TRANSPORT_MAX_BYTES = 16 << 20
 
 
 class Counters:

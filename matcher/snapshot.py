@@ -18,10 +18,10 @@ Layout (version 1)
     accounts        [{account_id, available {asset: units}, locked {asset: units}, seq}]
     net_deposits    {asset: units}
     bot_keys        {public key: account_id}
+    recent_closed   the newest closed orders (oldest first), so `get_order` still answers
+                    them after a restart from this snapshot
 
-Not persisted: `recent_closed` (a lookup cache: after a restore a cancel of an order that
-closed before the snapshot answers ORDER_NOT_FOUND instead of ORDER_NOT_OPEN) and the
-updates of the last command (`engine.public` / `engine.private`).
+Not persisted: the updates of the last command (`engine.public` / `engine.private`).
 """
 
 from __future__ import annotations
@@ -86,6 +86,7 @@ def dump(engine: Engine) -> dict:
         ],
         "net_deposits": dict(engine.ledger.net_deposits),
         "bot_keys": dict(engine.bot_keys),
+        "recent_closed": [_dump_order(order) for order in engine.recent_closed.values()],
     }
 
 
@@ -181,6 +182,9 @@ def load(state: dict) -> Engine:
             account.client_ids[order.client_order_id] = order
 
     engine.bot_keys = dict(state["bot_keys"])
+    for record in state["recent_closed"]:
+        order = _load_order(record)
+        engine.recent_closed[order.order_id] = order
     return engine
 
 

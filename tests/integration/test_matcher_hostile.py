@@ -120,10 +120,20 @@ def test_a_burst_of_every_malformed_frame_changes_nothing(matcher, client):
     assert matcher.client().request("get_order", account_id=1, order_id=order["order_id"])["status"] == "NEW"
 
 
-def test_a_frame_beyond_the_transport_limit_drops_the_connection_not_the_matcher(matcher, client):
-    """libzmq drops a message over MAXMSGSIZE (1 MiB) with its connection: no reply, and the DEALER reconnects."""
+def test_a_huge_frame_gets_an_error_reply(matcher, client):
+    """A 2 MiB frame is read (under the 16 MiB transport cap) and refused as over max_frame_bytes."""
     before = state(client)
-    client.send_raw(frame(id=13, op="ping", pad="x" * (1 << 20)))
+    client.send_raw(frame(id=12, op="ping", pad="x" * (2 << 20)))
+    reply = client.receive(timeout=5.0)
+    assert reply["id"] is None
+    assert reply["error"]["code"] == "MALFORMED_FRAME"
+    assert state(client) == before
+
+
+def test_a_frame_beyond_the_transport_limit_drops_the_connection_not_the_matcher(matcher, client):
+    """libzmq drops a message over MAXMSGSIZE (16 MiB) with its connection: no reply, and the DEALER reconnects."""
+    before = state(client)
+    client.send_raw(frame(id=13, op="ping", pad="x" * (17 << 20)))
     with pytest.raises(MatcherTimeout):
         client.receive(timeout=1.0)
     assert matcher.running

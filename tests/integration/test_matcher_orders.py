@@ -276,3 +276,15 @@ def test_pipelined_requests_are_answered_in_order(client):
     assert [reply["ok"] for reply in replies] == [index % 3 != 1 for index in range(300)]
     order_ids = [reply["data"]["order_id"] for reply in replies[::3]]
     assert order_ids == sorted(order_ids) and len(set(order_ids)) == 100
+
+
+def test_ledger_shows_fees_collected_and_balances_summing_to_deposits(client):
+    place(client, SELLER, "sell", "100.00", "1.000")
+    place(client, BUYER, "buy", "100.00", "1.000")
+    ledger = client.request("ledger")
+    assert ledger["net_deposits"] == {"USDT": "10000.00000000", "BTC": "10.00000000"}
+    assert ledger["totals"] == ledger["net_deposits"]
+    # maker (seller) pays 10 bps of 100 USDT received, taker (buyer) 20 bps of 1 BTC received
+    assert {b["asset"]: b["available"] for b in ledger["fee_account"]} == {"BTC": "0.00200000", "USDT": "0.10000000"}
+    assert ledger["accounts"] == 2 and ledger["open_orders"] == 0
+    assert reject_code(client, "ledger", account_id=1) == "INVALID_FIELD"

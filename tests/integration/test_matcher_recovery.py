@@ -248,8 +248,6 @@ def test_snapshot_plus_replay_restores_the_same_state(make_cluster, graceful):
     assert_seq_continues(matcher, client, ETH)
 
 
-@pytest.mark.xfail(strict=True, reason="snapshots do not persist recent_closed (matcher/snapshot.py): an order "
-                   "that closed before the newest snapshot answers ORDER_NOT_FOUND after a restart")
 def test_an_order_closed_before_a_snapshot_is_still_known_after_a_restart(make_cluster):
     matcher = make_cluster(journal={"snapshot_every_commands": 5}).start()
     client = matcher.client()
