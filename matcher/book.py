@@ -2,9 +2,9 @@
 
 Layout
     `asks` is a SortedDict from price (ticks) to Level; `bids` is a SortedDict from
-    -price to Level, so index 0 of either side is its best price. Each Level keeps a
-    running `size` (sum of its orders' remaining lots), a count of live orders, and a
-    deque of orders in arrival order.
+    -price to Level, so index 0 of either side is its best price; `best_bid_level` and
+    `best_ask_level` cache that index 0. Each Level keeps a running `size` (sum of its
+    orders' remaining lots), a count of live orders, and a deque of orders in arrival order.
 
 Priority
     Price first, then time: the maker at the front of the best level trades first, and
@@ -149,32 +149,51 @@ class Level:
 
 
 class Book:
-    """Both sides of one market; tracks which levels changed since the last `take_changes`."""
+    """Both sides of one market; tracks which levels changed since the last `take_changes`.
 
-    __slots__ = ("market", "bids", "asks", "changed_bids", "changed_asks")
+    `best_bid_level` / `best_ask_level` cache index 0 of each side (None when the side is
+    empty): `SortedDict.peekitem(0)` costs about 200 ns, and the matcher needs the best
+    level on every order, so the cache is refreshed only when a level is created or dropped.
+    """
+
+    __slots__ = ("market", "bids", "asks", "best_bid_level", "best_ask_level", "changed_bids", "changed_asks")
 
     def __init__(self, market: str) -> None:
         self.market = market
         self.bids: SortedDict = SortedDict()
         self.asks: SortedDict = SortedDict()
-        self.changed_bids: set[int] = set()
-        self.changed_asks: set[int] = set()
+        self.best_bid_level: Level | None = None
+        self.best_ask_level: Level | None = None
+        # Price -> the level now at that price. A level that went away keeps size 0, so
+        # `take_changes` reads sizes straight from these objects without a lookup.
+        self.changed_bids: dict[int, Level] = {}
+        self.changed_asks: dict[int, Level] = {}
 
     def add(self, order: Order) -> None:
         """Queue `order` at the back of its price level."""
         price = order.price
         if order.side == _BUY:
-            levels, key, changed = self.bids, -price, self.changed_bids
+            levels = self.bids
+            level = levels.get(-price)
+            if level is None:
+                level = levels[-price] = Level(price)
+                best = self.best_bid_level
+                if best is None or price > best.price:
+                    self.best_bid_level = level
+            self.changed_bids[price] = level
         else:
-            levels, key, changed = self.asks, price, self.changed_asks
-        level = levels.get(key)
-        if level is None:
-            level = levels[key] = Level(price)
+            levels = self.asks
+            level = levels.get(price)
+            if level is None:
+                level = levels[price] = Level(price)
+                best = self.best_ask_level
+                if best is None or price < best.price:
+                    self.best_ask_level = level
+            self.changed_asks[price] = level
         level.queue.append(order)
         level.size += order.remaining
         level.live += 1
         order.level = level
-        changed.add(price)
 
     def remove(self, order: Order) -> None:
         """Detach `order` from its level (lazily) and drop the level when it empties."""
@@ -182,16 +201,26 @@ class Book:
         order.level = None
         level.size -= order.remaining
         level.live -= 1
-        price = level.price
+        if not level.live:
+            price = level.price
+            if order.side == _BUY:
+                self.changed_bids[price] = level
+                levels = self.bids
+                del levels[-price]
+                if level is self.best_bid_level:
+                    self.best_bid_level = levels.peekitem(0)[1] if levels else None
+            else:
+                self.changed_asks[price] = level
+                levels = self.asks
+                del levels[price]
+                if level is self.best_ask_level:
+                    self.best_ask_level = levels.peekitem(0)[1] if levels else None
+            return
         if order.side == _BUY:
-            self.changed_bids.add(price)
-            if not level.live:
-                del self.bids[-price]
+            self.changed_bids[level.price] = level
         else:
-            self.changed_asks.add(price)
-            if not level.live:
-                del self.asks[price]
-        if level.live and len(level.queue) > 2 * level.live + 16:
+            self.changed_asks[level.price] = level
+        if len(level.queue) > 2 * level.live + 16:
             level.queue = deque(level.orders())
 
     def reduce(self, order: Order, lots: int) -> None:
@@ -200,25 +229,29 @@ class Book:
         level = order.level
         level.size -= lots
         if order.side == _BUY:
-            self.changed_bids.add(level.price)
+            self.changed_bids[level.price] = level
         else:
-            self.changed_asks.add(level.price)
+            self.changed_asks[level.price] = level
 
     def opposite(self, side: int) -> SortedDict:
         """Return the levels an order on `side` would trade against."""
         return self.asks if side == _BUY else self.bids
 
     def best_bid(self) -> int | None:
-        return self.bids.peekitem(0)[1].price if self.bids else None
+        level = self.best_bid_level
+        return level.price if level is not None else None
 
     def best_ask(self) -> int | None:
-        return self.asks.peekitem(0)[1].price if self.asks else None
+        level = self.best_ask_level
+        return level.price if level is not None else None
 
     def would_cross(self, side: int, price: int) -> bool:
         """Tell whether a limit order at `price` would trade on arrival."""
         if side == _BUY:
-            return bool(self.asks) and self.asks.peekitem(0)[1].price <= price
-        return bool(self.bids) and self.bids.peekitem(0)[1].price >= price
+            level = self.best_ask_level
+            return level is not None and level.price <= price
+        level = self.best_bid_level
+        return level is not None and level.price >= price
 
     def level_size(self, side: int, price: int) -> int:
         level = self.bids.get(-price) if side == _BUY else self.asks.get(price)
@@ -227,14 +260,23 @@ class Book:
     def take_changes(self) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
         """Return the absolute size of every level changed since the last call (0 = gone)."""
         bids = asks = ()
-        if self.changed_bids:
-            levels = self.bids
-            bids = [(price, _size(levels.get(-price))) for price in sorted(self.changed_bids, reverse=True)]
-            self.changed_bids.clear()
-        if self.changed_asks:
-            levels = self.asks
-            asks = [(price, _size(levels.get(price))) for price in sorted(self.changed_asks)]
-            self.changed_asks.clear()
+        # Most commands change one level a side: skip the sort and the comprehension then.
+        changed = self.changed_bids
+        if changed:
+            if len(changed) == 1:
+                ((price, level),) = changed.items()
+                bids = [(price, level.size)]
+            else:
+                bids = [(price, changed[price].size) for price in sorted(changed, reverse=True)]
+            self.changed_bids = {}
+        changed = self.changed_asks
+        if changed:
+            if len(changed) == 1:
+                ((price, level),) = changed.items()
+                asks = [(price, level.size)]
+            else:
+                asks = [(price, changed[price].size) for price in sorted(changed)]
+            self.changed_asks = {}
         return bids, asks
 
     def depth(self, limit: int | None = None) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
@@ -256,13 +298,12 @@ class Book:
             _check_level(level, -key, Side.BUY)
         for key, level in self.asks.items():
             _check_level(level, key, Side.SELL)
+        for levels, cached in ((self.bids, self.best_bid_level), (self.asks, self.best_ask_level)):
+            if cached is not (levels.peekitem(0)[1] if levels else None):
+                raise AssertionError(f"{self.market}: cached best level {cached and cached.price} is not index 0")
         best_bid, best_ask = self.best_bid(), self.best_ask()
         if best_bid is not None and best_ask is not None and best_bid >= best_ask:
             raise AssertionError(f"{self.market}: crossed book {best_bid} >= {best_ask}")
-
-
-def _size(level: Level | None) -> int:
-    return level.size if level is not None else 0
 
 
 def _check_level(level: Level, price: int, side: Side) -> None:
