@@ -343,20 +343,44 @@ _STATUS_NAME = {status: status.name for status in OrderStatus}
 _LIQUIDITY_NAME = ("maker", "taker")
 
 
+_PARTIALLY_FILLED = OrderStatus.PARTIALLY_FILLED
+
+
 def _ms(ts_ns: int) -> int:
     return ts_ns // 1_000_000
 
 
+# Most of what encoding costs is formatting the same few prices and quantities over and
+# over, so prices and quantities go through a small cache per step: `cache.get(count) or
+# _format_miss(cache, step, count)` (a formatted count is never empty). The caches are keyed
+# by the step's value, never by object identity, and emptied when full. Balances and fees
+# are nearly all distinct and are formatted directly.
+_FORMAT_CACHE_SIZE = 4096
+_format_caches: dict[tuple[int, int], dict[int, str]] = {}
+
+
+def _format_cache(step) -> dict[int, str]:
+    key = (step.multiplier, step.decimals)
+    cache = _format_caches.get(key)
+    if cache is None:
+        cache = _format_caches[key] = {}
+    return cache
+
+
+def _format_miss(cache: dict[int, str], step, count: int) -> str:
+    if len(cache) >= _FORMAT_CACHE_SIZE:
+        cache.clear()
+    text = cache[count] = step.format(count)
+    return text
+
+
 def order_message(order, market, assets, fills=()) -> dict[str, Any]:
     """Render an Order as SPEC section 4's order shape (plus `account_id`)."""
-    tick, lot = market.tick, market.lot
-    quote_step = assets[market.quote]
-    filled = order.filled
-    average = None
-    if filled:
-        # Exact average price in quote per base, rendered with the tick's decimals plus 8.
-        average = _average_price(order.filled_quote, filled, market)
-    quantity = None if order.quote_quantity is not None and order.status <= OrderStatus.PARTIALLY_FILLED else order.quantity
+    ticks, lots = _format_cache(market.tick), _format_cache(market.lot)
+    lot = market.lot
+    filled, remaining, price = order.filled, order.remaining, order.price
+    quote_quantity = order.quote_quantity
+    quantity = None if quote_quantity is not None and order.status <= _PARTIALLY_FILLED else order.quantity
     return {
         "order_id": order.order_id,
         "client_order_id": order.client_order_id,
@@ -364,19 +388,20 @@ def order_message(order, market, assets, fills=()) -> dict[str, Any]:
         "pair": order.market,
         "side": _SIDE_NAME[order.side],
         "type": _TYPE_NAME[order.order_type],
-        "price": tick.format(order.price) if order.price else None,
-        "quantity": lot.format(quantity) if quantity is not None else None,
-        "quote_quantity": quote_step.format(order.quote_quantity) if order.quote_quantity is not None else None,
-        "filled_quantity": lot.format(filled),
-        "remaining_quantity": lot.format(order.remaining),
-        "average_price": average,
+        "price": (ticks.get(price) or _format_miss(ticks, market.tick, price)) if price else None,
+        "quantity": (lots.get(quantity) or _format_miss(lots, lot, quantity)) if quantity is not None else None,
+        "quote_quantity": assets[market.quote].format(quote_quantity) if quote_quantity is not None else None,
+        "filled_quantity": lots.get(filled) or _format_miss(lots, lot, filled),
+        "remaining_quantity": lots.get(remaining) or _format_miss(lots, lot, remaining),
+        # Exact average price in quote per base, rendered with the tick's decimals plus 8.
+        "average_price": _average_price(order.filled_quote, filled, market) if filled else None,
         "status": _STATUS_NAME[order.status],
         "time_in_force": _TIF_NAME[order.time_in_force],
         "post_only": order.post_only,
         "stp": _STP_NAME[order.stp],
-        "created_at": _ms(order.created_ns),
-        "updated_at": _ms(order.updated_ns),
-        "fills": [fill_message(fill, market, assets) for fill in fills],
+        "created_at": order.created_ns // 1_000_000,
+        "updated_at": order.updated_ns // 1_000_000,
+        "fills": [fill_message(fill, market, assets) for fill in fills] if fills else [],
     }
 
 
@@ -394,13 +419,15 @@ def _average_price(filled_quote: int, filled_lots: int, market) -> str:
 
 
 def fill_message(fill, market, assets) -> dict[str, Any]:
+    ticks, lots = _format_cache(market.tick), _format_cache(market.lot)
+    price, quantity = fill.price, fill.quantity
     return {
         "trade_id": fill.trade_id,
         "order_id": fill.order.order_id,
         "pair": market.symbol,
         "side": _SIDE_NAME[fill.order.side],
-        "price": market.tick.format(fill.price),
-        "quantity": market.lot.format(fill.quantity),
+        "price": ticks.get(price) or _format_miss(ticks, market.tick, price),
+        "quantity": lots.get(quantity) or _format_miss(lots, market.lot, quantity),
         "fee": assets[fill.fee_asset].format(fill.fee),
         "fee_asset": fill.fee_asset,
         "liquidity": _LIQUIDITY_NAME[fill.liquidity],
@@ -408,11 +435,12 @@ def fill_message(fill, market, assets) -> dict[str, Any]:
 
 
 def balance_message(asset: str, available: int, locked: int, step) -> dict[str, str]:
+    format_count = step.format
     return {
         "asset": asset,
-        "available": step.format(available),
-        "locked": step.format(locked),
-        "total": step.format(available + locked),
+        "available": format_count(available),
+        "locked": format_count(locked),
+        "total": format_count(available + locked),
     }
 
 
@@ -434,7 +462,15 @@ def market_message(market, assets) -> dict[str, Any]:
 
 def public_update_message(update, market, journal_seq: int) -> bytes:
     """Encode one PublicUpdate as the body of a `md.<PAIR>` PUB message."""
-    tick_format, lot_format = market.tick.format, market.lot.format
+    tick, lot = market.tick, market.lot
+    ticks, lots = _format_cache(tick), _format_cache(lot)
+
+    def tick_format(price: int) -> str:
+        return ticks.get(price) or _format_miss(ticks, tick, price)
+
+    def lot_format(size: int) -> str:
+        return lots.get(size) or _format_miss(lots, lot, size)
+
     message = {
         "type": "update",
         "pair": update.market,
@@ -464,8 +500,21 @@ def heartbeat_message(pair: str, seq: int, ts_ns: int) -> bytes:
     return orjson.dumps({"type": "heartbeat", "pair": pair, "seq": seq, "ts": _ms(ts_ns)})
 
 
-def private_update_message(update, markets, assets, journal_seq: int) -> bytes:
-    """Encode one PrivateUpdate as the body of an `acct.<id>.` message."""
+def private_update_message(update, markets, assets, journal_seq: int, rendered: dict | None = None) -> bytes:
+    """Encode one PrivateUpdate as the body of an `acct.<id>.` message.
+
+    `rendered` may be an order message (with its fills) that the same command already
+    produced for its reply; that order is then copied from it instead of rendered again.
+    """
+    rendered_id = rendered["order_id"] if rendered is not None else None
+    orders = []
+    for order in update.orders:
+        if order.order_id == rendered_id:
+            message = rendered.copy()
+            message["fills"] = []
+        else:
+            message = order_message(order, markets[order.market], assets)
+        orders.append(message)
     return orjson.dumps(
         {
             "type": "account",
@@ -473,7 +522,7 @@ def private_update_message(update, markets, assets, journal_seq: int) -> bytes:
             "seq": update.seq,
             "ts": _ms(update.ts_ns),
             "journal_seq": journal_seq,
-            "orders": [order_message(order, markets[order.market], assets) for order in update.orders],
+            "orders": orders,
             "fills": [fill_message(fill, markets[fill.order.market], assets) for fill in update.fills],
             "balances": [
                 balance_message(asset, available, locked, assets[asset])

@@ -60,6 +60,7 @@ SHARD_BITS = 10
 MAX_SHARDS = 1 << SHARD_BITS
 MAX_FEE_BPS = 1_000
 DEFAULT_ASSET_DECIMALS = 8
+MAX_ASSET_DECIMALS = 18
 RECENT_CLOSED_LIMIT = 100_000
 # A quote-quantity market buy has no lot count; it trades until its budget runs out.
 _UNBOUNDED = 1 << 62
@@ -403,20 +404,23 @@ class Engine:
             order.locked = lock
             touched.assets[asset] = None
         taker_expired = self._match(market, order, account, ts)
-        self._settle_taker(market, order, account, resting and not taker_expired)
+        self._settle_taker(market, order, account, resting, taker_expired)
         self._finish(ts)
         return order
 
-    def _settle_taker(self, market: Market, order: Order, account: Account, may_rest: bool) -> None:
-        """After matching: rest a GTC remainder, or close the order with its final status."""
+    def _settle_taker(
+        self, market: Market, order: Order, account: Account, may_rest: bool, stp_expired: bool
+    ) -> None:
+        """After matching: rest a GTC remainder, or close the order with its final status.
+
+        An order that self-trade prevention stopped is EXPIRED even when nothing is left of it.
+        """
         if order.quote_quantity is not None:
-            last_price = order.filled_quote // (order.filled * market.quote_per_tick_lot) if order.filled else 0
-            spent_out = order.filled and order.locked < last_price * market.quote_per_tick_lot
+            self._close(order, FILLED if self._budget_spent(market, order, stp_expired) else EXPIRED, market, account)
             order.quantity = order.filled
-            self._close(order, FILLED if spent_out else EXPIRED, market, account)
         elif not order.remaining:
-            self._close(order, FILLED if order.filled == order.quantity else EXPIRED, market, account)
-        elif may_rest:
+            self._close(order, EXPIRED if stp_expired or order.filled != order.quantity else FILLED, market, account)
+        elif may_rest and not stp_expired:
             if order.filled:
                 order.status = PARTIALLY_FILLED
                 # Only a fill can leave a limit buy holding more than its remainder needs.
@@ -432,6 +436,21 @@ class Engine:
                 account.client_ids[order.client_order_id] = order
         else:
             self._close(order, EXPIRED, market, account)
+
+    @staticmethod
+    def _budget_spent(market: Market, order: Order, stp_expired: bool) -> bool:
+        """Tell whether a quote-quantity market buy spent its budget as far as the book allows.
+
+        True when what is left cannot buy one more lot at the next ask it could take, or, once
+        no such ask remains, at the average price it paid; False when nothing traded.
+        """
+        if stp_expired or not order.filled:
+            return False
+        per_tick_lot = market.quote_per_tick_lot
+        best = market.book.best_ask_level
+        if best is not None and (not order.price or best.price <= order.price):
+            return order.locked < best.price * per_tick_lot
+        return order.locked * order.filled < order.filled_quote
 
     def _remember_closed(self, order: Order) -> None:
         recent = self.recent_closed
@@ -466,7 +485,7 @@ class Engine:
                     if stp == DECREMENT:
                         self._decrement(market, taker, maker, account)
                         if not taker.remaining:
-                            return False
+                            return True
                         continue
                     if stp == EXPIRE_BOTH:
                         self._close(maker, EXPIRED, market, account)
@@ -487,9 +506,12 @@ class Engine:
         return False
 
     def _decrement(self, market: Market, taker: Order, maker: Order, account: Account) -> None:
-        """Self-trade prevention `decrement`: shrink both orders by the overlap, no trade."""
+        """Self-trade prevention `decrement`: shrink both orders' quantities by the overlap, no trade."""
         lots = taker.remaining if taker.remaining < maker.remaining else maker.remaining
         taker.remaining -= lots
+        if taker.quote_quantity is None:
+            taker.quantity -= lots
+        maker.quantity -= lots
         market.book.reduce(maker, lots)
         if maker.side == SELL:
             self._release(maker, account, market.base, lots * market.base_per_lot)
@@ -689,7 +711,7 @@ class Engine:
         touched.orders[amended.order_id] = amended
         self._mark(market)
         taker_expired = self._match(market, amended, account, ts)
-        self._settle_taker(market, amended, account, not taker_expired)
+        self._settle_taker(market, amended, account, True, taker_expired)
         self._finish(ts)
         return amended
 
@@ -752,8 +774,10 @@ class Engine:
         """Register an asset whose balances are kept in units of 10**-decimals."""
         if not isinstance(symbol, str) or not ASSET_SYMBOL.fullmatch(symbol):
             return self._reject(RejectCode.INVALID_FIELD, "asset must be 1-12 of A-Z 0-9", {"field": "asset"})
-        if not isinstance(decimals, int) or isinstance(decimals, bool) or not 0 <= decimals <= 18:
-            return self._reject(RejectCode.INVALID_FIELD, "decimals must be an integer in 0..18", {"field": "decimals"})
+        if not isinstance(decimals, int) or isinstance(decimals, bool) or not 0 <= decimals <= MAX_ASSET_DECIMALS:
+            return self._reject(
+                RejectCode.INVALID_FIELD, f"decimals must be an integer in 0..{MAX_ASSET_DECIMALS}", {"field": "decimals"}
+            )
         if symbol in self.assets:
             return self._reject(RejectCode.ALREADY_EXISTS, f"asset {symbol} exists", {"asset": symbol})
         step = self.assets[symbol] = Step.from_decimals(decimals)
@@ -795,6 +819,11 @@ class Engine:
                 RejectCode.INVALID_FIELD, "a maker rebate may not exceed the taker fee", {"field": "maker_fee_bps"}
             )
         notional_step = Step(f"{tick.multiplier * lot.multiplier}e-{tick.decimals + lot.decimals}")
+        if notional_step.decimals > MAX_ASSET_DECIMALS or lot.decimals > MAX_ASSET_DECIMALS:
+            return self._reject(
+                RejectCode.INVALID_FIELD, f"lot_size and tick_size x lot_size need at most {MAX_ASSET_DECIMALS} decimals",
+                {"field": "lot_size"},
+            )
         base_step = self.assets.get(base) or Step.from_decimals(max(DEFAULT_ASSET_DECIMALS, lot.decimals))
         quote_step = self.assets.get(quote) or Step.from_decimals(max(DEFAULT_ASSET_DECIMALS, notional_step.decimals))
         try:

@@ -1,6 +1,8 @@
 """Engine state <-> a JSON-safe dict, so a matcher can restart from a snapshot plus its journal.
 
-`dump(engine)` returns only str / int / bool / None / list / dict, ready for orjson;
+`dump(engine)` returns only str / int / bool / None / list / dict; `encode`/`decode` turn
+that into bytes with the standard library's json, which, unlike orjson, keeps integers of
+any size (an 18-decimal asset passes 2**64 units at about 18 whole coins);
 `load(state)` builds an `Engine` that continues exactly as the dumped one would: the same
 next order and trade ids, the same per-market and per-account sequence numbers, the same
 queue priority, and the same order of open orders within each account (which decides
@@ -25,6 +27,8 @@ Not persisted: the updates of the last command (`engine.public` / `engine.privat
 """
 
 from __future__ import annotations
+
+import json
 
 from common.types import OrderStatus, OrderType, Side, Step, StpMode, TimeInForce
 from matcher.accounts import FEE_ACCOUNT_ID, Account, Ledger
@@ -62,6 +66,16 @@ _ENUM_FIELDS = {
     "stp": StpMode,
     "status": OrderStatus,
 }
+
+
+def encode(engine: Engine) -> bytes:
+    """Return the engine's state as compact JSON bytes."""
+    return json.dumps(dump(engine), separators=(",", ":")).encode()
+
+
+def decode(payload: bytes) -> Engine:
+    """Build an Engine from `encode` output."""
+    return load(json.loads(payload))
 
 
 def dump(engine: Engine) -> dict:

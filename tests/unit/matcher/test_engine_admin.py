@@ -171,3 +171,10 @@ def test_invalid_bot_keys_are_rejected_and_change_nothing(account_id, key, code)
 def test_revoking_an_unknown_bot_key_is_not_found():
     ex = Exchange()
     ex.assert_rejected_without_change(lambda: ex.engine.revoke_bot_key(KEY), RejectCode.NOT_FOUND)
+
+
+def test_a_market_finer_than_18_decimals_is_refused():
+    engine = Engine()
+    result = engine.create_market("TINY-USDT", "0.01", "1e-21", "0", "0", 0, 0, 1)
+    assert isinstance(result, Reject) and result.code == RejectCode.INVALID_FIELD
+    assert engine.assets == {} and engine.markets == {}

@@ -553,7 +553,6 @@ def test_order_and_trade_ids_are_unique_and_carry_the_shard_id():
     ex.check()
 
 
-@pytest.mark.xfail(strict=True, reason="status is decided by comparing the leftover with the average fill price, not with the next ask")
 def test_market_buy_by_quote_quantity_that_cannot_afford_the_next_lot_is_filled(ex):
     # The book still offers a lot, but the 250 left cannot buy it at 300: the budget is spent
     # as far as the book allows, like Binance's quoteOrderQty (FILLED). The engine compares the

@@ -54,9 +54,10 @@ CASES = {
         alice=wallet(), bob=wallet(btc_locked=300),
         bids=[], asks=[(10_000, 3)], trades=[],
     ),
-    # Both shrink by the overlap (2) without trading; the taker's other 2 lots trade with BOB.
+    # Both shrink by the overlap (2) without trading: the own ask is emptied (EXPIRED) and the
+    # taker, now 2 lots, fills them from BOB (FILLED).
     StpMode.DECREMENT: dict(
-        taker=(EXPIRED, 2, 0), own=(EXPIRED, 0, 0), depth=([], [(10_000, 1)]),
+        taker=(FILLED, 2, 0), own=(EXPIRED, 0, 0), depth=([], [(10_000, 1)]),
         alice=wallet(btc_delta=200, usdt_delta=-20_000),
         bob=wallet(btc_delta=-200, btc_locked=100, usdt_delta=20_000),
         bids=[], asks=[(10_000, 1)], trades=[(10_000, 2)],
@@ -186,7 +187,6 @@ def test_a_crossing_amend_meets_its_own_order_under_its_own_stp_mode(ex):
     ex.check()
 
 
-@pytest.mark.xfail(strict=True, reason="decrement shrinks `remaining` but not `quantity`: the wire shows 5 lots open, 2 rest")
 def test_after_decrement_quantity_minus_filled_is_what_rests_on_the_book(ex):
     own = ex.limit(ALICE, SELL, 10_000, 5)
     ex.limit(ALICE, BUY, 10_000, 3, stp=StpMode.DECREMENT)

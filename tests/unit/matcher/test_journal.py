@@ -15,7 +15,7 @@ import zlib
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import matcher.journal as journal_module
@@ -545,6 +545,7 @@ def test_kill_9_loses_no_acknowledged_record(tmp_path: Path, mode: str) -> None:
     cut=st.floats(min_value=0, max_value=1),
     tail=st.one_of(st.just(b""), st.binary(min_size=1, max_size=64), st.builds(bytes, st.integers(1, 600))),
 )
+@example(committed=[], in_flight=[bytes(5)], cut=0.75, tail=bytes(5))  # the garbage restores the cut bytes
 def test_torn_in_flight_batch_keeps_a_prefix_with_every_committed_record(
     committed: list[bytes], in_flight: list[bytes], cut: float, tail: bytes
 ) -> None:
@@ -558,17 +559,20 @@ def test_torn_in_flight_batch_keeps_a_prefix_with_every_committed_record(
             for payload in in_flight:
                 journal.append(payload)
         # The in-flight batch reached the disk only up to the cut, then garbage.
-        full_size = path.stat().st_size
-        cut_at = acknowledged_size + round(cut * (full_size - acknowledged_size))
+        written = path.read_bytes()
+        cut_at = acknowledged_size + round(cut * (len(written) - acknowledged_size))
         os.truncate(path, cut_at)
         with open(path, "ab") as file:
             file.write(tail)
-        surviving, end = 0, acknowledged_size
+        on_disk = path.read_bytes()
+        # A record survives when its bytes are all there, including when the garbage happens
+        # to repeat the bytes that were cut (then the record is genuinely intact).
+        surviving, start = 0, acknowledged_size
         for payload in in_flight:
-            end += HEADER.size + len(payload)
-            if end > cut_at:
+            end = start + HEADER.size + len(payload)
+            if on_disk[start:end] != written[start:end]:
                 break
-            surviving += 1
+            surviving, start = surviving + 1, end
         expected = list(enumerate([*committed, *in_flight[:surviving]], start=1))
         with Journal(directory, fsync="off") as journal:
             assert list(journal.records()) == expected
