@@ -127,8 +127,15 @@ def _small_int(low: int, high: int) -> Callable[[Any], int]:
     return check
 
 
+# Enum type -> {member: member.wire}, for every enum a `_choice` field decodes to, so that
+# `Command.to_json` turns members back into wire strings without a property call each.
+_WIRE_NAMES: dict[type, dict[Any, str]] = {}
+
+
 def _choice(table: dict[str, Any]) -> Callable[[Any], Any]:
     names = ", ".join(table)
+    for member in table.values():
+        _WIRE_NAMES.setdefault(type(member), {})[member] = member.wire
 
     def check(value: Any) -> Any:
         member = table.get(value) if type(value) is str else None
@@ -236,7 +243,8 @@ class Command:
         """Return the command as a wire object (the journal stores exactly this)."""
         wire = {"op": self.op}
         for name, value in self.fields.items():
-            wire[name] = getattr(value, "wire", value)
+            names = _WIRE_NAMES.get(type(value))
+            wire[name] = value if names is None else names[value]
         return wire
 
     def __repr__(self) -> str:
@@ -464,31 +472,26 @@ def public_update_message(update, market, journal_seq: int) -> bytes:
     """Encode one PublicUpdate as the body of a `md.<PAIR>` PUB message."""
     tick, lot = market.tick, market.lot
     ticks, lots = _format_cache(tick), _format_cache(lot)
-
-    def tick_format(price: int) -> str:
-        return ticks.get(price) or _format_miss(ticks, tick, price)
-
-    def lot_format(size: int) -> str:
-        return lots.get(size) or _format_miss(lots, lot, size)
-
     message = {
         "type": "update",
         "pair": update.market,
         "seq": update.seq,
         "ts": _ms(update.ts_ns),
         "journal_seq": journal_seq,
-        "bids": [[tick_format(price), lot_format(size)] for price, size in update.bids],
-        "asks": [[tick_format(price), lot_format(size)] for price, size in update.asks],
+        "bids": [[ticks.get(price) or _format_miss(ticks, tick, price), lots.get(size) or _format_miss(lots, lot, size)]
+                 for price, size in update.bids],
+        "asks": [[ticks.get(price) or _format_miss(ticks, tick, price), lots.get(size) or _format_miss(lots, lot, size)]
+                 for price, size in update.asks],
         "trades": [
             {
                 "trade_id": trade_id,
                 "pair": update.market,
-                "price": tick_format(price),
-                "quantity": lot_format(lots),
+                "price": ticks.get(price) or _format_miss(ticks, tick, price),
+                "quantity": lots.get(quantity) or _format_miss(lots, lot, quantity),
                 "taker_side": _SIDE_NAME[taker_side],
                 "ts": _ms(ts_ns),
             }
-            for trade_id, price, lots, taker_side, ts_ns in update.trades
+            for trade_id, price, quantity, taker_side, ts_ns in update.trades
         ],
     }
     if update.halted is not None:
