@@ -267,7 +267,7 @@ class Matcher:
             raise SystemExit(f"the matcher exited with {self.popen.returncode}:\n{self.log_tail()}")
 
     def cpu(self) -> dict[str, float]:
-        """Return CPU seconds: the poll loop's thread, the other (libzmq I/O) threads, kernel time, total."""
+        """Return CPU seconds: poll loop thread, libzmq I/O threads, snapshot children, kernel, total."""
         assert self.process is not None
         main = other = system = 0.0
         for thread in self.process.threads():
@@ -276,7 +276,10 @@ class Matcher:
                 main += thread.user_time + thread.system_time
             else:
                 other += thread.user_time + thread.system_time
-        return {"loop": main, "io": other, "system": system, "total": main + other}
+        times = self.process.cpu_times()
+        children = times.children_user + times.children_system  # snapshot writers, once reaped
+        return {"loop": main, "io": other, "system": system, "children": children,
+                "total": main + other + children}
 
     def log_tail(self, lines: int = 30) -> str:
         try:
@@ -620,7 +623,8 @@ def main(argv: list[str] | None = None) -> int:
         if result["events"]:
             print(f"  unsolicited account events received: {result['events']:,}")
         print(f"  matcher CPU: {cpu['total']:.2f} s ({cpu['total'] / seconds:.0%} of one core; poll loop "
-              f"{cpu['loop']:.2f} s, libzmq I/O threads {cpu['io']:.2f} s; in the kernel {cpu['system']:.2f} s) = "
+              f"{cpu['loop']:.2f} s, libzmq I/O threads {cpu['io']:.2f} s, snapshot children {cpu['children']:.2f} s; "
+              f"in the kernel {cpu['system']:.2f} s) = "
               f"{cpu['total'] * 1e6 / max(answered, 1):.1f} us per request; client CPU {client_cpu:.2f} s")
     print(f"snapshots written by the matcher during the run: {snapshots}")
     load = os.getloadavg()
