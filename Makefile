@@ -1,6 +1,6 @@
 # make test   install into .venv (once) and run the test suite; PYTEST_ARGS passes options
 # make run    install into .venv (once) and start the whole stack with `zmx up`
-# make bench  run the matcher and ZeroMQ benchmarks
+# make bench  run the matcher, ZeroMQ and journal benchmarks
 # make clean  remove the virtualenv and build leftovers (never the data directory)
 
 SHELL := /bin/bash
@@ -17,9 +17,10 @@ test: $(VENV)/.installed-test
 run: $(VENV)/.installed
 	exec $(VENV)/bin/zmx up
 
-bench: $(VENV)/.installed
+bench: $(VENV)/.installed-bench
 	$(VENV_PYTHON) loadtest/bench_matcher.py
 	$(VENV_PYTHON) loadtest/bench_zmq.py
+	$(VENV_PYTHON) loadtest/bench_journal.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache
@@ -32,6 +33,10 @@ $(VENV)/pyvenv.cfg:
 
 $(VENV)/.installed: $(VENV)/pyvenv.cfg setup.cfg pyproject.toml
 	$(VENV_PYTHON) -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-bench: $(VENV)/.installed
+	$(VENV_PYTHON) -m pip install --quiet -e '.[bench]'
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed
