@@ -61,7 +61,6 @@ from pathlib import Path
 
 import orjson
 import zmq
-from sortedcontainers import SortedDict
 
 try:
     import psutil  # only for the matcher's CPU time; not a zmx dependency
@@ -73,10 +72,10 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from common import protocol  # noqa: E402
 from common.matcher_client import MatcherClient, MatcherTimeout  # noqa: E402
+from loadtest.bench_matcher import CANCEL, PLACE, generate_flow  # noqa: E402
 
 THROUGHPUT_PAIR = "BTC-USDT"
 LATENCY_PAIR = "ETH-USDT"
-START_PRICE = 100_000  # ticks of 0.01 USDT
 MAKER_FEE_BPS = -1
 TAKER_FEE_BPS = 5
 # Per account: far more than the flow can lock, and small enough that the sum over all
@@ -87,96 +86,11 @@ SPIN_NS = 150_000  # the paced client busy-waits this long before each scheduled
 RECEIVE_TIMEOUT_MS = 1000  # how often a waiting client checks that the matcher still runs
 STOP_TIMEOUT = 10.0
 DRAIN_TIMEOUT = 10.0
-BUY, SELL = 0, 1
-PLACE, CANCEL = 0, 1
+BUY = 0
 
 
 # ---------------------------------------------------------------- the order flow
-
-
-class _ReferenceBook:
-    """Just enough of a price-time book to know the best bid and ask while generating."""
-
-    def __init__(self) -> None:
-        self.levels = (SortedDict(), SortedDict())  # bids by -price, asks by price: index 0 is best
-        self.orders: dict[int, tuple[int, int, int]] = {}  # index -> (side, key, lots)
-        self.queues: dict[tuple[int, int], dict[int, int]] = {}
-
-    def best(self, side: int) -> int | None:
-        levels = self.levels[side]
-        if not levels:
-            return None
-        key = levels.peekitem(0)[0]
-        return -key if side == BUY else key
-
-    def place(self, index: int, side: int, price: int, lots: int) -> None:
-        opposite = 1 - side
-        levels = self.levels[opposite]
-        while lots and levels:
-            key, queue = levels.peekitem(0)
-            level_price = -key if opposite == BUY else key
-            if (level_price > price) if side == BUY else (level_price < price):
-                break
-            for maker in list(queue):
-                take = min(lots, queue[maker])
-                lots -= take
-                queue[maker] -= take
-                if not queue[maker]:
-                    del queue[maker]
-                    del self.orders[maker]
-                if not lots:
-                    break
-            if not queue:
-                del levels[key]
-        if lots:
-            key = -price if side == BUY else price
-            self.levels[side].setdefault(key, {})[index] = lots
-            self.orders[index] = (side, key, lots)
-
-    def cancel(self, index: int) -> None:
-        entry = self.orders.pop(index, None)
-        if entry is None:
-            return
-        side, key, _ = entry
-        queue = self.levels[side][key]
-        del queue[index]
-        if not queue:
-            del self.levels[side][key]
-
-
-def generate_flow(orders: int, cancel_ratio: float, seed: int, accounts: int) -> list[tuple]:
-    """Return (PLACE, index, account, side, price, lots) and (CANCEL, index, account) operations."""
-    import random
-
-    rng = random.Random(seed)
-    cancels_after: list[list[int]] = [[] for _ in range(orders)]
-    for index in rng.sample(range(orders), int(orders * cancel_ratio)):
-        cancels_after[rng.randint(index + 1, orders) - 1].append(index)
-    owners = [rng.randint(1, accounts) for _ in range(orders)]
-    book = _ReferenceBook()
-    last_price = START_PRICE
-    flow: list[tuple] = []
-    for index in range(orders):
-        side = rng.randint(0, 1)
-        lots = rng.randint(1, 100)
-        crossing = rng.random() < 0.3
-        best_bid, best_ask = book.best(BUY), book.best(SELL)
-        if side == BUY:
-            opposite = best_ask if best_ask is not None else (best_bid or last_price) + 1
-            price = opposite + rng.randint(0, 4) if crossing else opposite - 1 - rng.randint(0, 49)
-        else:
-            opposite = best_bid if best_bid is not None else (best_ask or last_price) - 1
-            price = opposite - rng.randint(0, 4) if crossing else opposite + 1 + rng.randint(0, 49)
-        price = max(price, 1)
-        last_price = price
-        flow.append((PLACE, index, owners[index], side, price, lots))
-        book.place(index, side, price, lots)
-        later = cancels_after[index]
-        rng.shuffle(later)
-        for canceled in later:
-            flow.append((CANCEL, canceled, owners[canceled]))
-            book.cancel(canceled)
-    return flow
+# The same seeded mix as bench_matcher.py, from the same generator.
 
 
 def encode_flow(flow: list[tuple], pair: str, prefix: str, bot: bool) -> list[bytes]:
