@@ -38,27 +38,7 @@ from matcher.engine import Engine, Market
 VERSION = 1
 
 # Every Order slot but `level`, which is the book's business and rebuilt by `Book.add`.
-ORDER_FIELDS = (
-    "order_id",
-    "account_id",
-    "market",
-    "side",
-    "order_type",
-    "price",
-    "quantity",
-    "quote_quantity",
-    "remaining",
-    "filled",
-    "filled_quote",
-    "time_in_force",
-    "post_only",
-    "stp",
-    "client_order_id",
-    "status",
-    "locked",
-    "created_ns",
-    "updated_ns",
-)
+ORDER_FIELDS = tuple(name for name in Order.__slots__ if name != "level")
 _ENUM_FIELDS = {
     "side": Side,
     "order_type": OrderType,
