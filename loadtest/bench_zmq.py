@@ -415,7 +415,11 @@ def cpu_model() -> str:
 
 
 def start_subscriber(matcher: Matcher) -> subprocess.Popen:
-    """Start a SUB process on both PUBs that counts messages (what the feed would cost the matcher)."""
+    """Start a SUB process on both PUBs that counts messages (what the feed would cost the matcher).
+
+    Return once it has received its first message (a market heartbeat), so it is connected
+    and subscribed before anything is timed.
+    """
     code = (
         "import sys, zmq\n"
         "context = zmq.Context(); sub = context.socket(zmq.SUB); sub.setsockopt(zmq.RCVHWM, 0)\n"
@@ -423,11 +427,17 @@ def start_subscriber(matcher: Matcher) -> subprocess.Popen:
         "for endpoint in sys.argv[1:]: sub.connect(endpoint)\n"
         "count = 0\n"
         "try:\n"
+        "    sub.recv_multipart(); count += 1; print('ready', flush=True)\n"
         "    while True: sub.recv_multipart(); count += 1\n"
         "except KeyboardInterrupt: print(count, flush=True)\n"
     )
-    return subprocess.Popen([sys.executable, "-c", code, matcher.endpoints["public_endpoint"],
-                             matcher.endpoints["private_endpoint"]], stdout=subprocess.PIPE, text=True)
+    process = subprocess.Popen([sys.executable, "-c", code, matcher.endpoints["public_endpoint"],
+                                matcher.endpoints["private_endpoint"]], stdout=subprocess.PIPE, text=True)
+    ready, _, _ = select.select([process.stdout], [], [], STOP_TIMEOUT)
+    if not ready or process.stdout.readline().strip() != "ready":
+        process.kill()
+        raise SystemExit("the subscriber received no heartbeat: is the matcher publishing?")
+    return process
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -488,7 +498,6 @@ def main(argv: list[str] | None = None) -> int:
         dealer = set_up(matcher, context, args.accounts, args.bot)
         if args.subscribe:
             subscriber = start_subscriber(matcher)
-            time.sleep(0.5)  # a benchmark, not a test: let the SUB connect before timing
         # The client's heap holds every pre-encoded frame; a full collection of it would stall
         # the client for tens of milliseconds and be charged to the matcher's latency. The
         # timed loops create no reference cycles, so the collector is simply off meanwhile.

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import socket
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
+from tests.polling import poll_until
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -17,20 +18,6 @@ def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
-
-
-def _wait_until(
-    predicate: Callable[[], object], timeout: float = 10.0, interval: float = 0.01, what: str = ""
-) -> object:
-    """Poll `predicate` until it returns something truthy; fail the test at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if result:
-            return result
-        if time.monotonic() >= deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what or predicate!r}")
-        time.sleep(interval)
 
 
 @pytest.fixture
@@ -50,7 +37,7 @@ def tmp_data_dir(tmp_path: Path) -> Path:
 @pytest.fixture
 def wait_until() -> Callable[..., object]:
     """Give the test `wait_until(predicate, timeout=10.0, what="...")`, a deadline poll."""
-    return _wait_until
+    return poll_until
 
 
 @pytest.fixture

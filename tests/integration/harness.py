@@ -54,18 +54,6 @@ def free_ports(count: int) -> list[int]:
     return ports
 
 
-def poll_until(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "", interval: float = 0.01) -> Any:
-    """Return the first truthy result of `predicate`; raise at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if result:
-            return result
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what or predicate!r}")
-        time.sleep(interval)
-
-
 def _die_with_parent() -> None:
     """In the child before exec: get SIGKILL when pytest dies, so even a killed test run leaves no orphan."""
     if sys.platform.startswith("linux"):

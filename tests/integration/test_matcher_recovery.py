@@ -14,11 +14,11 @@ from tests.integration.harness import (
     account_state,
     book_state,
     drain,
-    poll_until,
     total_balances,
     wait_for_heartbeat,
     wait_for_message,
 )
+from tests.polling import poll_until
 
 pytestmark = pytest.mark.integration
 
