@@ -233,10 +233,6 @@ class Book:
         else:
             self.changed_asks[level.price] = level
 
-    def opposite(self, side: int) -> SortedDict:
-        """Return the levels an order on `side` would trade against."""
-        return self.asks if side == _BUY else self.bids
-
     def best_bid(self) -> int | None:
         level = self.best_bid_level
         return level.price if level is not None else None
@@ -252,10 +248,6 @@ class Book:
             return level is not None and level.price <= price
         level = self.best_bid_level
         return level is not None and level.price >= price
-
-    def level_size(self, side: int, price: int) -> int:
-        level = self.bids.get(-price) if side == _BUY else self.asks.get(price)
-        return level.size if level is not None else 0
 
     def take_changes(self) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
         """Return the absolute size of every level changed since the last call (0 = gone)."""

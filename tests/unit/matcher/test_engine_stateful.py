@@ -92,7 +92,8 @@ class EngineMachine(RuleBasedStateMachine):
     def toward_liquidity(self, symbol: str, side: Side) -> Side:
         """Flip a taker's side when the side it would trade against is empty and the other is not."""
         book = self.engine.markets[symbol].book
-        if not book.opposite(side) and book.opposite(1 - side):
+        same, other = (book.bids, book.asks) if side == Side.BUY else (book.asks, book.bids)
+        if not other and same:
             return Side(1 - side)
         return side
 
