@@ -358,34 +358,9 @@ def _ms(ts_ns: int) -> int:
     return ts_ns // 1_000_000
 
 
-# Most of what encoding costs is formatting the same few prices and quantities over and
-# over, so prices and quantities go through a small cache per step: `cache.get(count) or
-# _format_miss(cache, step, count)` (a formatted count is never empty). The caches are keyed
-# by the step's value, never by object identity, and emptied when full. Balances and fees
-# are nearly all distinct and are formatted directly.
-_FORMAT_CACHE_SIZE = 4096
-_format_caches: dict[tuple[int, int], dict[int, str]] = {}
-
-
-def _format_cache(step) -> dict[int, str]:
-    key = (step.multiplier, step.decimals)
-    cache = _format_caches.get(key)
-    if cache is None:
-        cache = _format_caches[key] = {}
-    return cache
-
-
-def _format_miss(cache: dict[int, str], step, count: int) -> str:
-    if len(cache) >= _FORMAT_CACHE_SIZE:
-        cache.clear()
-    text = cache[count] = step.format(count)
-    return text
-
-
 def order_message(order, market, assets, fills=()) -> dict[str, Any]:
     """Render an Order as SPEC section 4's order shape (plus `account_id`)."""
-    ticks, lots = _format_cache(market.tick), _format_cache(market.lot)
-    lot = market.lot
+    tick, lot = market.tick, market.lot
     filled, remaining, price = order.filled, order.remaining, order.price
     quote_quantity = order.quote_quantity
     quantity = None if quote_quantity is not None and order.status <= _PARTIALLY_FILLED else order.quantity
@@ -396,11 +371,11 @@ def order_message(order, market, assets, fills=()) -> dict[str, Any]:
         "pair": order.market,
         "side": _SIDE_NAME[order.side],
         "type": _TYPE_NAME[order.order_type],
-        "price": (ticks.get(price) or _format_miss(ticks, market.tick, price)) if price else None,
-        "quantity": (lots.get(quantity) or _format_miss(lots, lot, quantity)) if quantity is not None else None,
+        "price": tick.format_cached(price) if price else None,
+        "quantity": lot.format_cached(quantity) if quantity is not None else None,
         "quote_quantity": assets[market.quote].format(quote_quantity) if quote_quantity is not None else None,
-        "filled_quantity": lots.get(filled) or _format_miss(lots, lot, filled),
-        "remaining_quantity": lots.get(remaining) or _format_miss(lots, lot, remaining),
+        "filled_quantity": lot.format_cached(filled),
+        "remaining_quantity": lot.format_cached(remaining),
         # Exact average price in quote per base, rendered with the tick's decimals plus 8.
         "average_price": _average_price(order.filled_quote, filled, market) if filled else None,
         "status": _STATUS_NAME[order.status],
@@ -427,15 +402,14 @@ def _average_price(filled_quote: int, filled_lots: int, market) -> str:
 
 
 def fill_message(fill, market, assets) -> dict[str, Any]:
-    ticks, lots = _format_cache(market.tick), _format_cache(market.lot)
     price, quantity = fill.price, fill.quantity
     return {
         "trade_id": fill.trade_id,
         "order_id": fill.order.order_id,
         "pair": market.symbol,
         "side": _SIDE_NAME[fill.order.side],
-        "price": ticks.get(price) or _format_miss(ticks, market.tick, price),
-        "quantity": lots.get(quantity) or _format_miss(lots, market.lot, quantity),
+        "price": market.tick.format_cached(price),
+        "quantity": market.lot.format_cached(quantity),
         "fee": assets[fill.fee_asset].format(fill.fee),
         "fee_asset": fill.fee_asset,
         "liquidity": _LIQUIDITY_NAME[fill.liquidity],
@@ -471,23 +445,22 @@ def market_message(market, assets) -> dict[str, Any]:
 def public_update_message(update, market, journal_seq: int) -> bytes:
     """Encode one PublicUpdate as the body of a `md.<PAIR>` PUB message."""
     tick, lot = market.tick, market.lot
-    ticks, lots = _format_cache(tick), _format_cache(lot)
     message = {
         "type": "update",
         "pair": update.market,
         "seq": update.seq,
         "ts": _ms(update.ts_ns),
         "journal_seq": journal_seq,
-        "bids": [[ticks.get(price) or _format_miss(ticks, tick, price), lots.get(size) or _format_miss(lots, lot, size)]
+        "bids": [[tick.format_cached(price), lot.format_cached(size)]
                  for price, size in update.bids],
-        "asks": [[ticks.get(price) or _format_miss(ticks, tick, price), lots.get(size) or _format_miss(lots, lot, size)]
+        "asks": [[tick.format_cached(price), lot.format_cached(size)]
                  for price, size in update.asks],
         "trades": [
             {
                 "trade_id": trade_id,
                 "pair": update.market,
-                "price": ticks.get(price) or _format_miss(ticks, tick, price),
-                "quantity": lots.get(quantity) or _format_miss(lots, lot, quantity),
+                "price": tick.format_cached(price),
+                "quantity": lot.format_cached(quantity),
                 "taker_side": _SIDE_NAME[taker_side],
                 "ts": _ms(ts_ns),
             }

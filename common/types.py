@@ -222,10 +222,13 @@ def parse_decimal(text: object) -> tuple[int, int]:
     return digits, scale
 
 
+STEP_CACHE_SIZE = 4096
+
+
 class Step:
     """An exact decimal step (tick size, lot size, asset precision): decimal string <-> integer count."""
 
-    __slots__ = ("text", "multiplier", "decimals", "_scale")
+    __slots__ = ("text", "multiplier", "decimals", "_scale", "_formatted", "_parsed")
 
     def __init__(self, text: str) -> None:
         digits, exponent = parse_decimal(text)
@@ -238,6 +241,10 @@ class Step:
         self.multiplier = digits
         self.decimals = exponent
         self._scale = 10**exponent
+        # A market sees the same few prices and sizes again and again; both caches are
+        # bounded and emptied when full.
+        self._formatted: dict[int, str] = {}
+        self._parsed: dict[str, int] = {}
         self.text = self.format(1)
 
     @classmethod
@@ -264,6 +271,26 @@ class Step:
         if count <= 0:
             raise InexactValue("must be greater than zero")
         return count
+
+    def parse_positive_cached(self, text: str) -> int:
+        """Return `parse_positive(text)`, remembering recent successful parses."""
+        count = self._parsed.get(text)
+        if count is None:
+            count = self.parse_positive(text)
+            if len(self._parsed) >= STEP_CACHE_SIZE:
+                self._parsed.clear()
+            self._parsed[text] = count
+        return count
+
+    def format_cached(self, count: int) -> str:
+        """Return `format(count)`, remembering recent results."""
+        text = self._formatted.get(count)
+        if text is None:
+            text = self.format(count)
+            if len(self._formatted) >= STEP_CACHE_SIZE:
+                self._formatted.clear()
+            self._formatted[count] = text
+        return text
 
     def format(self, count: int) -> str:
         """Render `count` steps as a decimal string with exactly `decimals` places."""

@@ -14,13 +14,6 @@ from common.types import InexactValue, OrderType, RejectCode, StpMode, TimeInFor
 from matcher.accounts import FEE_ACCOUNT_ID
 from matcher.engine import Engine, Reject
 
-# Parsing a decimal string costs a regex match and big-integer arithmetic, and a busy market
-# sees the same few prices and quantities again and again: successful parses are cached per
-# step value (never per object identity) in caches that are emptied when full.
-_PARSE_CACHE_SIZE = 4096
-_parse_caches: dict[tuple[int, int], dict[str, int]] = {}
-
-
 class Dispatcher:
     """Execute Commands against one Engine; return (reply data, None) or (None, Reject)."""
 
@@ -46,20 +39,10 @@ class Dispatcher:
     def _steps(step, text: str | None, code: RejectCode, field: str) -> int | None:
         if text is None:
             return None
-        key = (step.multiplier, step.decimals)
-        cache = _parse_caches.get(key)
-        if cache is None:
-            cache = _parse_caches[key] = {}
-        count = cache.get(text)
-        if count is None:
-            try:
-                count = step.parse_positive(text)
-            except InexactValue as error:
-                raise _Rejected(code, f"{field} {text!r}: {error}", {"field": field}) from None
-            if len(cache) >= _PARSE_CACHE_SIZE:
-                cache.clear()
-            cache[text] = count
-        return count
+        try:
+            return step.parse_positive_cached(text)
+        except InexactValue as error:
+            raise _Rejected(code, f"{field} {text!r}: {error}", {"field": field}) from None
 
     def _order_reply(self, order) -> dict[str, Any]:
         engine = self.engine

@@ -129,3 +129,17 @@ def test_the_error_table_in_the_docs_lists_every_code():
     table = (Path(__file__).resolve().parents[3] / "docs" / "errors.md").read_text()
     for code in RejectCode:
         assert f"| `{code.name}` | {int(code)} | {HTTP_STATUS[code]} |" in table
+
+
+def test_cached_conversions_agree_with_the_plain_ones_and_stay_bounded():
+    from common.types import STEP_CACHE_SIZE
+
+    step = Step("0.01")
+    for count in range(STEP_CACHE_SIZE + 10):
+        assert step.format_cached(count) == step.format(count)
+    assert step.parse_positive_cached("42150.50") == 4215050 == step.parse_positive_cached("42150.50")
+    with pytest.raises(InexactValue):
+        step.parse_positive_cached("42150.505")
+    with pytest.raises(InexactValue):
+        step.parse_positive_cached("0.00")
+    assert len(step._formatted) <= STEP_CACHE_SIZE
