@@ -3,7 +3,9 @@
 `zmx up` is a `Supervisor` with one child per process of the stack. Each child runs in its
 own process group, so a Ctrl-C in the terminal reaches only the supervisor, which then
 sends SIGTERM to every child exactly once, waits up to `stop_timeout` seconds and sends
-SIGKILL to whatever is left. A second SIGINT or SIGTERM while stopping kills at once. On
+SIGKILL to whatever is left. A second Ctrl-C (SIGINT) while stopping kills at once; a
+repeated SIGTERM does not, since it is usually one stop request delivered twice (by `make`,
+or by a service manager signalling the whole process group, which escalates itself). On
 Linux each child also gets SIGTERM if the supervisor itself dies (`PR_SET_PDEATHSIG`), so a
 `kill -9` of the supervisor leaves no orphans behind.
 
@@ -112,7 +114,7 @@ class Supervisor:
         return 0
 
     def _on_stop_signal(self, signum: int, frame: FrameType | None) -> None:
-        if self._stop_requested:
+        if self._stop_requested and signum == signal.SIGINT:
             self._kill_requested = True
         self._stop_requested = True
 

@@ -21,7 +21,7 @@ import pytest
 from common.supervisor import Supervisor
 
 CHILD = r"""
-import os, signal, sys
+import os, select, signal, sys
 directory, name, mode = sys.argv[1:]
 pid = os.getpid()
 if mode == "crash" or (mode == "crash-once" and not os.path.exists(f"{directory}/{name}.crashed")):
@@ -29,6 +29,8 @@ if mode == "crash" or (mode == "crash-once" and not os.path.exists(f"{directory}
     open(f"{directory}/{name}-{pid}.started", "w").close()
     sys.exit(3)
 def stop(signum, frame):
+    if mode == "slow":  # a shutdown that takes a while, like a matcher flushing its journal
+        select.select([], [], [], 0.5)
     open(f"{directory}/{name}-{pid}.stopped", "w").close()
     sys.exit(0)
 signal.signal(signal.SIGTERM, signal.SIG_IGN if mode == "stubborn" else stop)
@@ -200,6 +202,25 @@ def test_second_signal_kills_at_once(
 
     assert driver.process.wait(timeout=15) == 0
     assert is_gone(stubborn)
+
+
+def test_a_repeated_sigterm_still_stops_children_gracefully(
+    start_driver: Callable[..., Driver], wait_until: Callable[..., object]
+) -> None:
+    """`make run` stopped by a SIGTERM to its process group passes a second SIGTERM on."""
+    driver = start_driver({"slow": "slow"}, stop_timeout=60)
+    wait_until(lambda: driver.pids("slow"), what="the child")
+
+    driver.process.send_signal(signal.SIGTERM)
+    wait_until(
+        lambda: any(line["msg"] == "stopping children" for line in driver.log_lines()),
+        what="the supervisor to start stopping",
+    )
+    driver.process.send_signal(signal.SIGTERM)
+
+    assert driver.process.wait(timeout=15) == 0
+    assert len(driver.pids("slow", "stopped")) == 1
+    assert not [line for line in driver.log_lines() if line["level"] == "warning"]
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux-only")
