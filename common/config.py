@@ -27,6 +27,26 @@ TOML shape (every key optional; see docs/configuration.md)::
     max_frame_bytes = 65536
     max_open_orders_per_account = 1000
 
+    [gateway]
+    host = "127.0.0.1"
+    workers = 0                       # 0: one per CPU
+    threads = 8
+    matcher_timeout_seconds = 5.0
+    receive_window_ms = 5000
+    allow_key_only = false
+    max_body_bytes = 65536
+    cors_origins = ["*"]
+    rate_limit_backend = "local"      # or "store": shared by gateways on several hosts
+    rate_limit_window_seconds = 10
+    rate_limit_key_weight = 2000
+    rate_limit_ip_weight = 4000
+    key_cache_seconds = 0.5
+
+    [recorder]
+    batch_records = 2000
+    poll_seconds = 1.0
+    checkpoint_every_records = 200000
+
     [[shards]]
     shard_id = 0
     markets = ["*"]
@@ -57,6 +77,8 @@ MAX_SHARD_ID = 1023
 ENDPOINT_SCHEMES = ("tcp", "ipc", "inproc")
 STORE_URL_SCHEMES = ("sqlite", "postgresql", "postgres")
 CURVE_SECRET_KEY_FILENAME = "curve.key"
+GATEWAY_SECRET_KEY_FILENAME = "secret.key"
+RATE_LIMIT_BACKENDS = ("local", "store")
 
 # Shard N's default endpoints are these ports plus 10 * N, so several shards on one host
 # need no endpoint configuration at all; shard 0 gets exactly 7001..7004.
@@ -95,6 +117,40 @@ class MatcherConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class GatewayConfig:
+    """The REST gateway: gunicorn workers, matcher timeout, authentication, limits."""
+
+    host: str = "127.0.0.1"
+    workers: int = 0
+    threads: int = 8
+    matcher_timeout_seconds: float = 5.0
+    receive_window_ms: int = 5000
+    allow_key_only: bool = False
+    max_body_bytes: int = 65536
+    cors_origins: tuple[str, ...] = ("*",)
+    rate_limit_backend: str = "local"
+    rate_limit_window_seconds: int = 10
+    rate_limit_key_weight: int = 2000
+    rate_limit_ip_weight: int = 4000
+    key_cache_seconds: float = 0.5
+    secret_key_file: Path | None = None
+
+    @property
+    def worker_count(self) -> int:
+        """Return the configured number of workers, or the CPU count for 0."""
+        return self.workers or os.cpu_count() or 1
+
+
+@dataclass(frozen=True, slots=True)
+class RecorderConfig:
+    """The recorder: how much journal it fetches at a time and how often it checkpoints."""
+
+    batch_records: int = 2000
+    poll_seconds: float = 1.0
+    checkpoint_every_records: int = 200_000
+
+
+@dataclass(frozen=True, slots=True)
 class ShardConfig:
     """One matcher shard: the markets it owns and the ZeroMQ endpoints it binds."""
 
@@ -124,6 +180,8 @@ class Config:
     log_level: str = "info"
     journal: JournalConfig = field(default_factory=JournalConfig)
     matcher: MatcherConfig = field(default_factory=MatcherConfig)
+    gateway: GatewayConfig = field(default_factory=GatewayConfig)
+    recorder: RecorderConfig = field(default_factory=RecorderConfig)
     shards: tuple[ShardConfig, ...] = (ShardConfig(shard_id=0),)
 
     def shard(self, shard_id: int) -> ShardConfig:
@@ -159,6 +217,14 @@ class Config:
             return configured
         return self.shard_dir(shard_id) / CURVE_SECRET_KEY_FILENAME
 
+    def gateway_secret_key_file(self) -> Path:
+        """Return the file holding the gateway's key-derivation secret (created on first use)."""
+        return self.gateway.secret_key_file or self.data_dir / "gateway" / GATEWAY_SECRET_KEY_FILENAME
+
+    def effective_store_url(self) -> str:
+        """Return the store URL: the configured one, or the embedded SQLite file."""
+        return self.store_url or f"sqlite:///{(self.data_dir / 'store.sqlite3').resolve()}"
+
 
 def load_config(
     path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None
@@ -168,7 +234,7 @@ def load_config(
         env = os.environ
     sources: dict[str, str] = {}
     values: dict[str, Any] = {}
-    sections: dict[str, dict[str, Any]] = {"journal": {}, "matcher": {}}
+    sections: dict[str, dict[str, Any]] = {name: {} for name in _SECTION_FIELDS}
     shards: tuple[ShardConfig, ...] | None = None
 
     if path is not None:
@@ -207,6 +273,8 @@ def load_config(
         **values,
         journal=JournalConfig(**sections["journal"]),
         matcher=MatcherConfig(**sections["matcher"]),
+        gateway=GatewayConfig(**sections["gateway"]),
+        recorder=RecorderConfig(**sections["recorder"]),
         **({} if shards is None else {"shards": shards}),
     )
     _check_consistency(config, sources)
@@ -231,7 +299,7 @@ def config_as_dict(config: Config, *, mask_secrets: bool = True) -> dict[str, An
 @dataclass(frozen=True, slots=True)
 class _Field:
     # How an environment variable's text becomes a value:
-    # "int", "float", "text", "optional_text", "path" or "list".
+    # "int", "float", "bool", "text", "optional_text", "path" or "list".
     kind: str
     check: Callable[[Any], Any]
 
@@ -275,6 +343,25 @@ def _choice(*choices: str) -> Callable[[Any], str]:
         return text
 
     return check
+
+
+def _boolean(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"must be true or false, got {_describe(value)}")
+    return value
+
+
+def _host(value: Any) -> str:
+    host = _text(value)
+    if any(character.isspace() or character == "/" for character in host):
+        raise ValueError(f"must be a host name or address such as 127.0.0.1, got {host!r}")
+    return host
+
+
+def _origins(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(origin, str) and origin for origin in value):
+        raise ValueError(f"must be a list of origins such as [\"https://example.com\"] or [\"*\"], got {_describe(value)}")
+    return tuple(value)
 
 
 def _path(value: Any) -> Path:
@@ -339,6 +426,27 @@ _SECTION_FIELDS: dict[str, dict[str, _Field]] = {
         "max_frame_bytes": _Field("int", _int_at_least(1024)),
         "max_open_orders_per_account": _Field("int", _int_at_least(1)),
     },
+    "gateway": {
+        "host": _Field("text", _host),
+        "workers": _Field("int", _int_at_least(0, 256)),
+        "threads": _Field("int", _int_at_least(1, 256)),
+        "matcher_timeout_seconds": _Field("float", _positive_seconds),
+        "receive_window_ms": _Field("int", _int_at_least(1, 600_000)),
+        "allow_key_only": _Field("bool", _boolean),
+        "max_body_bytes": _Field("int", _int_at_least(1024, 16 << 20)),
+        "cors_origins": _Field("list", _origins),
+        "rate_limit_backend": _Field("text", _choice(*RATE_LIMIT_BACKENDS)),
+        "rate_limit_window_seconds": _Field("int", _int_at_least(1, 3600)),
+        "rate_limit_key_weight": _Field("int", _int_at_least(1)),
+        "rate_limit_ip_weight": _Field("int", _int_at_least(1)),
+        "key_cache_seconds": _Field("float", _positive_seconds),
+        "secret_key_file": _Field("path", _path),
+    },
+    "recorder": {
+        "batch_records": _Field("int", _int_at_least(1, 10_000)),
+        "poll_seconds": _Field("float", _positive_seconds),
+        "checkpoint_every_records": _Field("int", _int_at_least(1)),
+    },
 }
 _SHARD_FIELDS: dict[str, _Field] = {
     "shard_id": _Field("int", _int_at_least(0, MAX_SHARD_ID)),
@@ -361,6 +469,9 @@ _ENVIRONMENT: dict[str, tuple[str | None, str]] = {
     "ZMX_LOG_LEVEL": (None, "log_level"),
     "ZMX_JOURNAL_FSYNC": ("journal", "fsync"),
     "ZMX_HEARTBEAT_SECONDS": ("matcher", "heartbeat_seconds"),
+    "ZMX_GATEWAY_WORKERS": ("gateway", "workers"),
+    "ZMX_GATEWAY_HOST": ("gateway", "host"),
+    "ZMX_ALLOW_KEY_ONLY": ("gateway", "allow_key_only"),
 }
 
 ENVIRONMENT_VARIABLES: tuple[str, ...] = tuple(_ENVIRONMENT)
@@ -490,6 +601,13 @@ def _from_text(spec: _Field, text: str, name: str) -> Any:
             message = f"must be a number, got {text!r}"
     elif spec.kind == "optional_text" and text == "":
         return None
+    elif spec.kind == "bool":
+        lowered = text.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        message = f"must be true or false, got {text!r}"
     else:
         return text
     raise ConfigError(f"environment variable {name}: {message}")

@@ -384,3 +384,42 @@ def test_config_as_dict_leaves_unset_secrets_alone() -> None:
 
     assert data["admin_token"] is None
     assert data["store_url"] is None
+
+
+def test_gateway_and_recorder_sections_load_from_toml_and_environment(tmp_path):
+    path = tmp_path / "zmx.toml"
+    path.write_text(
+        '[gateway]\nworkers = 3\ncors_origins = ["https://example.com"]\nrate_limit_backend = "store"\n'
+        '[recorder]\nbatch_records = 500\n'
+    )
+    config = load_config(path, env={"ZMX_ALLOW_KEY_ONLY": "true", "ZMX_GATEWAY_HOST": "0.0.0.0"})
+    assert config.gateway.workers == 3
+    assert config.gateway.worker_count == 3
+    assert config.gateway.cors_origins == ("https://example.com",)
+    assert config.gateway.rate_limit_backend == "store"
+    assert config.gateway.allow_key_only is True
+    assert config.gateway.host == "0.0.0.0"
+    assert config.recorder.batch_records == 500
+
+
+@pytest.mark.parametrize(
+    ("document", "env", "message"),
+    [
+        ("[gateway]\nallow_key_only = 1\n", {}, "gateway.allow_key_only: must be true or false"),
+        ("[gateway]\nrate_limit_backend = \"redis\"\n", {}, "gateway.rate_limit_backend: must be one of local, store"),
+        ("[gateway]\ncors_origins = \"*\"\n", {}, "gateway.cors_origins: must be a list of origins"),
+        ("[recorder]\nbatch_records = 0\n", {}, "recorder.batch_records: must be between 1 and 10000"),
+        ("", {"ZMX_ALLOW_KEY_ONLY": "maybe"}, "ZMX_ALLOW_KEY_ONLY: must be true or false"),
+    ],
+)
+def test_gateway_and_recorder_mistakes_name_the_key(tmp_path, document, env, message):
+    path = tmp_path / "zmx.toml"
+    path.write_text(document)
+    with pytest.raises(ConfigError, match=message):
+        load_config(path, env=env)
+
+
+def test_store_url_defaults_to_sqlite_under_the_data_directory(tmp_path):
+    config = load_config(env={"ZMX_DATA_DIR": str(tmp_path)})
+    assert config.effective_store_url() == f"sqlite:///{tmp_path.resolve() / 'store.sqlite3'}"
+    assert config.gateway_secret_key_file() == tmp_path / "gateway" / "secret.key"
