@@ -55,6 +55,8 @@ MAX_REQUEST_ID_LENGTH = 64
 # process; counting brackets bounds the depth in C, and no valid request comes near this.
 MAX_BRACKETS = 256
 MAX_ACCOUNT_ID = (1 << 63) - 1
+MAX_JOURNAL_READ = 10_000
+DEFAULT_JOURNAL_READ = 1_000
 PUBLIC_TOPIC_PREFIX = b"md."
 PRIVATE_TOPIC_PREFIX = b"acct."
 
@@ -212,7 +214,12 @@ COMMANDS: dict[str, dict[str, tuple[Callable[[Any], Any], bool]]] = {
     "register_bot_key": {"account_id": (_account_id, REQUIRED), "public_key": (_public_key, REQUIRED)},
     "revoke_bot_key": {"public_key": (_public_key, REQUIRED)},
     "ledger": {},
+    # Served by the matcher's loop, not the engine: the committed journal and snapshots,
+    # for replicas such as the recorder.
+    "journal": {"after": (_small_int(0, MAX_ACCOUNT_ID), REQUIRED), "limit": (_small_int(1, MAX_JOURNAL_READ), OPTIONAL)},
+    "engine_snapshot": {"at_most": (_small_int(0, MAX_ACCOUNT_ID), OPTIONAL)},
 }
+SERVER_OPS = frozenset({"journal", "engine_snapshot"})
 
 # Commands that change state: journaled when accepted, never served from a replica.
 MUTATING = frozenset(

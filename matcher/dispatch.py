@@ -19,7 +19,7 @@ class Dispatcher:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self._handlers = {op: getattr(self, "_" + op) for op in protocol.COMMANDS}
+        self._handlers = {op: getattr(self, "_" + op) for op in protocol.COMMANDS if op not in protocol.SERVER_OPS}
 
     def execute(self, command: Command, ts: int) -> tuple[Any, Reject | None]:
         result = self._handlers[command.op](command.fields, ts)

@@ -43,6 +43,7 @@ _SEQ = struct.Struct("<Q")
 MAX_PAYLOAD = 16 << 20
 FSYNC_MODES = ("always", "batch", "off")
 PROGRESS_EVERY = 100_000
+INDEX_EVERY = 1024
 _SEGMENT_NAME = re.compile(r"journal-(\d{20})\.log")
 _SNAPSHOT_NAME = re.compile(r"snapshot-(\d{20})\.snap")
 _TMP_SUFFIX = ".tmp"
@@ -154,6 +155,7 @@ class Journal:
         segment_bytes: int = 64 << 20,
         *,
         keep_snapshots: int = 2,
+        tail_records: int = 100_000,
     ) -> None:
         """Open or create the journal in directory, drop a torn tail and position for appending."""
         if fsync not in FSYNC_MODES:
@@ -167,6 +169,14 @@ class Journal:
         self._segment_bytes = segment_bytes
         self._keep_snapshots = keep_snapshots
         self._pending: list[bytes] = []
+        # The newest committed payloads, so readers of the recent journal (the recorder
+        # keeping up) never touch the files; `_tail[i]` is the payload of `_tail_first + i`.
+        self._tail_records = tail_records
+        self._tail: list[bytes] = []
+        self._tail_first = 1
+        # Segment first seq -> byte offsets of its records first_seq + k * INDEX_EVERY,
+        # filled lazily by `_seek`, so reading old records skips whole blocks.
+        self._index: dict[int, list[int]] = {}
         self._fd = -1
         self._unusable: str | None = None
         self._directory.mkdir(parents=True, exist_ok=True)
@@ -208,6 +218,7 @@ class Journal:
         path = self._directory / _segment_name(first_seq)
         self._last_seq, self._segment_size = self._recover_tail(path, first_seq)
         self._appended_seq = self._last_seq
+        self._tail_first = self._last_seq + 1
         if snapshots and snapshots[-1] > self._last_seq:
             raise JournalCorrupt(
                 f"{self._directory / _snapshot_name(snapshots[-1])} is ahead of the journal, "
@@ -275,6 +286,12 @@ class Journal:
             # may have dropped the dirty pages: no retry can be trusted. Reopening recovers.
             self._unusable = f"journal unusable after a write error: {error}"
             raise
+        tail = self._tail
+        tail += self._pending[1::2]
+        if len(tail) > 2 * self._tail_records:
+            dropped = len(tail) - self._tail_records
+            del tail[:dropped]
+            self._tail_first += dropped
         self._pending.clear()
         self._segment_size += len(data)
         self._last_seq = self._appended_seq
@@ -390,6 +407,69 @@ class Journal:
             f"ends at seq {seq}, expected records up to seq {stop_seq}"
         )
 
+    def read(self, after: int, limit: int) -> list[tuple[int, bytes]]:
+        """Return up to `limit` committed (seq, payload) with seq > after, from memory when recent.
+
+        Older records come from the segment files; a sparse offset index per segment keeps
+        each call's work proportional to `limit`, not to the segment's size.
+        """
+        if after < 0 or limit < 1:
+            raise ValueError(f"after must not be negative and limit positive, not {after}, {limit}")
+        stop_seq = min(self._last_seq, after + limit)
+        if after >= stop_seq:
+            return []
+        first = after + 1
+        if first >= self._tail_first:
+            start = first - self._tail_first
+            return list(zip(range(first, stop_seq + 1), self._tail[start : start + stop_seq - after]))
+        records: list[tuple[int, bytes]] = []
+        segments = self._segments
+        index = bisect_right(segments, first) - 1
+        if index < 0:
+            raise JournalCorrupt(f"seq {first} was requested but the journal in {self._directory} "
+                                 f"starts at seq {segments[0]}")
+        seq = after
+        for first_seq in segments[index:]:
+            path = self._directory / _segment_name(first_seq)
+            with open(path, "rb") as file:
+                buf = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
+            with buf:
+                end = len(buf)
+                pos, at = self._seek(first_seq, buf, max(seq + 1, first_seq))
+                while at <= stop_seq and pos < end:
+                    try:
+                        payload, pos = _parse_record(buf, pos, end, at)
+                    except _BadRecord as bad:
+                        raise JournalCorrupt(f"{path} at offset {pos}: {bad}") from None
+                    if at > seq:
+                        records.append((at, payload))
+                        seq = at
+                    at += 1
+            if seq >= stop_seq:
+                break
+        return records
+
+    def _seek(self, first_seq: int, buf: mmap.mmap, wanted: int) -> tuple[int, int]:
+        """Return (offset, seq) of an indexed record at or before `wanted` in one segment."""
+        offsets = self._index.setdefault(first_seq, [len(SEGMENT_MAGIC)])
+        block = (wanted - first_seq) // INDEX_EVERY
+        end = len(buf)
+        while len(offsets) <= block:
+            # Walk headers only (the crc is checked when the record is read) to the next block.
+            pos, at = offsets[-1], first_seq + (len(offsets) - 1) * INDEX_EVERY
+            for _ in range(INDEX_EVERY):
+                if end - pos < HEADER.size:
+                    return pos, at
+                pos += HEADER.size + HEADER.unpack_from(buf, pos)[0]
+                at += 1
+            offsets.append(pos)
+        return offsets[block], first_seq + block * INDEX_EVERY
+
+    def snapshot_at_most(self, seq: int) -> tuple[int, bytes] | None:
+        """Return (seq, payload) of the newest verified snapshot taken at or before seq, or None."""
+        return self._verified_snapshot(snapshot for snapshot in _listed(self._directory, _SNAPSHOT_NAME)
+                                       if snapshot <= seq)
+
     def write_snapshot(self, seq: int, payload: bytes) -> Path:
         """Durably and atomically store payload as the state after record seq; return its path."""
         self.commit()
@@ -410,9 +490,15 @@ class Journal:
 
     def latest_snapshot(self) -> tuple[int, bytes] | None:
         """Return (seq, payload) of the newest snapshot that verifies, or None."""
-        for seq in reversed(_listed(self._directory, _SNAPSHOT_NAME)):
+        return self._verified_snapshot(_listed(self._directory, _SNAPSHOT_NAME))
+
+    def _verified_snapshot(self, seqs) -> tuple[int, bytes] | None:
+        for seq in reversed(list(seqs)):
             path = self._directory / _snapshot_name(seq)
-            data = path.read_bytes()
+            try:
+                data = path.read_bytes()
+            except FileNotFoundError:
+                continue  # pruned by a newer snapshot since the listing
             try:
                 if not data.startswith(SNAPSHOT_MAGIC):
                     raise _BadRecord("missing snapshot magic")

@@ -343,6 +343,11 @@ class MatcherServer:
                 self._reply_error(socket, identity, command.request_id, RejectCode.FORBIDDEN,
                                   f"shard {self.shard.shard_id} is not configured to own {command.fields['pair']}")
             return
+        if command.op in protocol.SERVER_OPS:
+            data = self._journal_op(command)
+            if socket is not None:
+                self._outbox.append((socket, [identity, protocol.encode_ok(command.request_id, data)]))
+            return
         data, reject = self.dispatcher.execute(command, ts)
         if reject is not None:
             self.counters.rejects += 1
@@ -359,6 +364,23 @@ class MatcherServer:
             data["counters"] = self.counters.as_dict()
         if socket is not None:
             self._outbox.append((socket, [identity, protocol.encode_ok(command.request_id, data)]))
+
+    def _journal_op(self, command: Command) -> dict:
+        """Serve the committed journal or a snapshot to a replica (the recorder), untouched.
+
+        Payloads are embedded as they are on disk: a record is `{"ts":..,"cmd":..}`, so
+        splicing `"seq"` in front makes the reply's record object without re-encoding it.
+        """
+        fields = command.fields
+        if command.op == "journal":
+            limit = fields.get("limit", protocol.DEFAULT_JOURNAL_READ)
+            records = self.journal.read(fields["after"], limit)
+            return {"last_seq": self.journal.last_seq,
+                    "records": [orjson.Fragment(b'{"seq":%d,%s' % (seq, payload[1:])) for seq, payload in records]}
+        found = self.journal.snapshot_at_most(fields.get("at_most", self.journal.last_seq))
+        if found is None:
+            return {"journal_seq": 0, "state": None}
+        return {"journal_seq": found[0], "state": orjson.Fragment(found[1])}
 
     def _queue_updates(self, journal_seq: int, reply: dict | None = None) -> None:
         """Queue the command's PUB messages; `reply` is its order reply, reused in the account event."""

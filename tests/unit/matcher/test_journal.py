@@ -579,3 +579,50 @@ def test_torn_in_flight_batch_keeps_a_prefix_with_every_committed_record(
             assert journal.last_seq == len(expected)
             assert journal.append(b"next") == len(expected) + 1
         assert reopen_all(Path(directory)) == [*expected, (len(expected) + 1, b"next")]
+
+
+# ---------------------------------------------------------------- read(): replicas of the journal
+
+
+@pytest.mark.parametrize("tail_records", [0, 5, 100_000])
+def test_read_returns_every_committed_record_in_order_from_memory_or_files(tmp_path: Path, tail_records: int) -> None:
+    with Journal(tmp_path, segment_bytes=700, tail_records=tail_records) as journal:
+        written = fill(journal, 3000, per_commit=13)
+        for after, limit in [(0, 1), (0, 2500), (1023, 1), (1024, 1025), (2990, 100), (1500, 10_000)]:
+            assert journal.read(after, limit) == written[after : after + limit]
+        chunked, after = [], 0
+        while chunk := journal.read(after, 257):
+            chunked += chunk
+            after = chunk[-1][0]
+        assert chunked == written
+        assert journal.read(3000, 10) == []
+
+
+def test_read_after_reopen_serves_old_records_from_files(tmp_path: Path) -> None:
+    with Journal(tmp_path, segment_bytes=4096) as journal:
+        written = fill(journal, 5000)
+    with Journal(tmp_path, segment_bytes=4096) as journal:
+        assert journal.read(0, 10) == written[:10]
+        assert journal.read(4321, 3000) == written[4321:]
+        more = journal.append(b"after reopen")
+        assert journal.read(5000, 10) == []  # buffered, not committed: a replica never sees it
+        journal.commit()
+        assert journal.read(5000, 10) == [(more, b"after reopen")]
+
+
+def test_read_never_returns_uncommitted_records(tmp_path: Path) -> None:
+    with Journal(tmp_path) as journal:
+        journal.append(b"one")
+        assert journal.read(0, 10) == []
+        journal.commit()
+        assert journal.read(0, 10) == [(1, b"one")]
+
+
+def test_snapshot_at_most_picks_the_newest_snapshot_not_after_the_seq(tmp_path: Path) -> None:
+    with Journal(tmp_path, keep_snapshots=3) as journal:
+        fill(journal, 30)
+        for seq in (10, 20, 30):
+            journal.write_snapshot(seq, b"state at %d" % seq)
+        assert journal.snapshot_at_most(9) is None
+        assert journal.snapshot_at_most(25) == (20, b"state at 20")
+        assert journal.snapshot_at_most(30) == (30, b"state at 30")
