@@ -380,7 +380,9 @@ class MatcherServer:
         found = self.journal.snapshot_at_most(fields.get("at_most", self.journal.last_seq))
         if found is None:
             return {"journal_seq": 0, "state": None}
-        return {"journal_seq": found[0], "state": orjson.Fragment(found[1])}
+        # The state travels as JSON text, not an object: orjson would turn its integers
+        # beyond 64 bits into floats; matcher.snapshot.decode parses it exactly.
+        return {"journal_seq": found[0], "state": found[1].decode()}
 
     def _queue_updates(self, journal_seq: int, reply: dict | None = None) -> None:
         """Queue the command's PUB messages; `reply` is its order reply, reused in the account event."""

@@ -74,7 +74,7 @@ def test_engine_snapshot_op_serves_the_newest_snapshot_at_or_before_a_seq(make_c
         poll_until(lambda: len(process.journal_snapshots()) >= 2, 10, "two snapshots written")
         found = client.request("engine_snapshot")
         assert found["journal_seq"] > 0
-        engine = snapshot.load(found["state"])
+        engine = snapshot.decode(found["state"].encode())
         last = replay(engine, client, after=found["journal_seq"], limit=10)
         rebuilt = Engine(0, 1000)
         assert replay(rebuilt, client, after=0, limit=1000) == last
