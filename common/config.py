@@ -47,6 +47,18 @@ TOML shape (every key optional; see docs/configuration.md)::
     poll_seconds = 1.0
     checkpoint_every_records = 200000
 
+    [feed]
+    host = "127.0.0.1"
+    conflation_ms = 100
+    max_queue_bytes = 1048576
+    ping_interval_seconds = 30.0
+    ping_timeout_seconds = 30.0
+    max_connections = 10000
+    max_connections_per_ip = 100
+    max_subscriptions_per_connection = 100
+    max_frame_bytes = 4096
+    max_messages_per_second = 20
+
     [[shards]]
     shard_id = 0
     markets = ["*"]
@@ -151,6 +163,22 @@ class RecorderConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class FeedConfig:
+    """The WebSocket feed: conflation, per-client buffers, keepalive and limits."""
+
+    host: str = "127.0.0.1"
+    conflation_ms: int = 100
+    max_queue_bytes: int = 1 << 20
+    ping_interval_seconds: float = 30.0
+    ping_timeout_seconds: float = 30.0
+    max_connections: int = 10_000
+    max_connections_per_ip: int = 100
+    max_subscriptions_per_connection: int = 100
+    max_frame_bytes: int = 4096
+    max_messages_per_second: int = 20
+
+
+@dataclass(frozen=True, slots=True)
 class ShardConfig:
     """One matcher shard: the markets it owns and the ZeroMQ endpoints it binds."""
 
@@ -182,6 +210,7 @@ class Config:
     matcher: MatcherConfig = field(default_factory=MatcherConfig)
     gateway: GatewayConfig = field(default_factory=GatewayConfig)
     recorder: RecorderConfig = field(default_factory=RecorderConfig)
+    feed: FeedConfig = field(default_factory=FeedConfig)
     shards: tuple[ShardConfig, ...] = (ShardConfig(shard_id=0),)
 
     def shard(self, shard_id: int) -> ShardConfig:
@@ -275,6 +304,7 @@ def load_config(
         matcher=MatcherConfig(**sections["matcher"]),
         gateway=GatewayConfig(**sections["gateway"]),
         recorder=RecorderConfig(**sections["recorder"]),
+        feed=FeedConfig(**sections["feed"]),
         **({} if shards is None else {"shards": shards}),
     )
     _check_consistency(config, sources)
@@ -447,6 +477,18 @@ _SECTION_FIELDS: dict[str, dict[str, _Field]] = {
         "poll_seconds": _Field("float", _positive_seconds),
         "checkpoint_every_records": _Field("int", _int_at_least(1)),
     },
+    "feed": {
+        "host": _Field("text", _host),
+        "conflation_ms": _Field("int", _int_at_least(1, 60_000)),
+        "max_queue_bytes": _Field("int", _int_at_least(4096)),
+        "ping_interval_seconds": _Field("float", _positive_seconds),
+        "ping_timeout_seconds": _Field("float", _positive_seconds),
+        "max_connections": _Field("int", _int_at_least(1)),
+        "max_connections_per_ip": _Field("int", _int_at_least(1)),
+        "max_subscriptions_per_connection": _Field("int", _int_at_least(1, 10_000)),
+        "max_frame_bytes": _Field("int", _int_at_least(256, 1 << 20)),
+        "max_messages_per_second": _Field("int", _int_at_least(1)),
+    },
 }
 _SHARD_FIELDS: dict[str, _Field] = {
     "shard_id": _Field("int", _int_at_least(0, MAX_SHARD_ID)),
@@ -472,6 +514,7 @@ _ENVIRONMENT: dict[str, tuple[str | None, str]] = {
     "ZMX_GATEWAY_WORKERS": ("gateway", "workers"),
     "ZMX_GATEWAY_HOST": ("gateway", "host"),
     "ZMX_ALLOW_KEY_ONLY": ("gateway", "allow_key_only"),
+    "ZMX_FEED_HOST": ("feed", "host"),
 }
 
 ENVIRONMENT_VARIABLES: tuple[str, ...] = tuple(_ENVIRONMENT)
