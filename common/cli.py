@@ -2,6 +2,7 @@
 
     zmx [--config PATH] up [--no-demo]     every process of the stack, supervised
     zmx [--config PATH] matcher [--shard N] one matcher shard
+    zmx [--config PATH] recorder [--shard N] the history recorder (every shard by default)
     zmx [--config PATH] config              the effective configuration as JSON
 
 A configuration error prints one line, `zmx: configuration error: ...`, and exits with 2.
@@ -65,6 +66,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     matcher.set_defaults(command=_matcher)
 
+    recorder = commands.add_parser("recorder", help="record the matchers' history into the store")
+    recorder.add_argument(
+        "--shard",
+        type=int,
+        default=None,
+        metavar="N",
+        help="shard id to record (default: every configured shard)",
+    )
+    recorder.set_defaults(command=_recorder)
+
     show = commands.add_parser("config", help="print the effective configuration as JSON")
     show.set_defaults(command=_show_config)
     return parser
@@ -83,6 +94,17 @@ def _matcher(config: Config, arguments: argparse.Namespace) -> int:
 
     run_matcher(config, shard_id)
     return 0
+
+
+def _recorder(config: Config, arguments: argparse.Namespace) -> int:
+    if arguments.shard is None:
+        shard_ids = [shard.shard_id for shard in config.shards]
+    else:
+        shard_ids = [config.shard(arguments.shard).shard_id]
+    setup_logging(config.log_level, "recorder")
+    from common.recorder.server import run_recorder
+
+    return run_recorder(config, shard_ids)
 
 
 def _up(config: Config, arguments: argparse.Namespace) -> int:

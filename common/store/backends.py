@@ -119,11 +119,12 @@ class SqliteBackend:
             connection.execute("BEGIN IMMEDIATE" if write else "BEGIN")
             try:
                 yield _SqliteTransaction(connection, self._translated)
+                connection.execute("COMMIT")
             except BaseException:
+                # Also after a failed COMMIT (SQLITE_BUSY leaves the transaction open).
                 if connection.in_transaction:
                     connection.execute("ROLLBACK")
                 raise
-            connection.execute("COMMIT")
 
     def close(self) -> None:
         self._closed = True

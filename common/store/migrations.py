@@ -59,6 +59,143 @@ CREATE TABLE rate_limits (
 ){without_rowid};
 CREATE INDEX rate_limits_by_age ON rate_limits (created_at);
 """),
+    Migration(2, "history written by the recorder: orders, fills, trades, candles, funds, balances, positions", """
+CREATE TABLE recorder_progress (
+    shard_id INTEGER PRIMARY KEY,
+    journal_seq BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL
+);
+CREATE TABLE assets (
+    shard_id INTEGER NOT NULL,
+    asset TEXT NOT NULL,
+    decimals INTEGER NOT NULL,
+    PRIMARY KEY (shard_id, asset)
+){without_rowid};
+CREATE TABLE markets (
+    pair TEXT PRIMARY KEY,
+    shard_id INTEGER NOT NULL,
+    base TEXT NOT NULL,
+    quote TEXT NOT NULL,
+    tick_size TEXT NOT NULL,
+    lot_size TEXT NOT NULL,
+    base_decimals INTEGER NOT NULL,
+    quote_decimals INTEGER NOT NULL,
+    base_per_lot BIGINT NOT NULL,
+    quote_per_tick_lot BIGINT NOT NULL,
+    status TEXT NOT NULL,
+    journal_seq BIGINT NOT NULL,
+    data TEXT NOT NULL
+){without_rowid};
+CREATE TABLE trades (
+    pair TEXT NOT NULL,
+    trade_id BIGINT NOT NULL,
+    price TEXT NOT NULL,
+    quantity TEXT NOT NULL,
+    taker_side TEXT NOT NULL,
+    ts BIGINT NOT NULL,
+    journal_seq BIGINT NOT NULL,
+    PRIMARY KEY (pair, trade_id)
+){without_rowid};
+CREATE TABLE fills (
+    account_id BIGINT NOT NULL,
+    ts BIGINT NOT NULL,
+    fill_id BIGINT NOT NULL,
+    trade_id BIGINT NOT NULL,
+    order_id BIGINT NOT NULL,
+    pair TEXT NOT NULL,
+    side TEXT NOT NULL,
+    price TEXT NOT NULL,
+    quantity TEXT NOT NULL,
+    fee TEXT NOT NULL,
+    fee_asset TEXT NOT NULL,
+    liquidity TEXT NOT NULL,
+    journal_seq BIGINT NOT NULL,
+    PRIMARY KEY (account_id, ts, fill_id)
+){without_rowid};
+CREATE INDEX fills_by_pair ON fills (account_id, pair, ts, fill_id);
+CREATE INDEX fills_by_order ON fills (order_id);
+CREATE TABLE orders (
+    order_id BIGINT PRIMARY KEY,
+    account_id BIGINT NOT NULL,
+    pair TEXT NOT NULL,
+    status TEXT NOT NULL,
+    is_open INTEGER NOT NULL,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    journal_seq BIGINT NOT NULL,
+    data TEXT NOT NULL
+);
+CREATE INDEX orders_by_account ON orders (account_id, created_at, order_id);
+CREATE INDEX orders_by_pair ON orders (account_id, pair, created_at, order_id);
+CREATE INDEX orders_open ON orders (account_id, created_at, order_id) WHERE is_open = 1;
+CREATE TABLE order_events (
+    order_id BIGINT NOT NULL,
+    journal_seq BIGINT NOT NULL,
+    account_id BIGINT NOT NULL,
+    status TEXT NOT NULL,
+    price TEXT,
+    quantity TEXT,
+    filled_quantity TEXT NOT NULL,
+    ts BIGINT NOT NULL,
+    PRIMARY KEY (order_id, journal_seq)
+){without_rowid};
+CREATE TABLE deposits (
+    account_id BIGINT NOT NULL,
+    ts BIGINT NOT NULL,
+    deposit_id BIGINT NOT NULL,
+    shard_id INTEGER NOT NULL,
+    asset TEXT NOT NULL,
+    amount TEXT NOT NULL,
+    journal_seq BIGINT NOT NULL,
+    PRIMARY KEY (account_id, ts, deposit_id)
+){without_rowid};
+CREATE TABLE withdrawals (
+    account_id BIGINT NOT NULL,
+    ts BIGINT NOT NULL,
+    withdrawal_id BIGINT NOT NULL,
+    shard_id INTEGER NOT NULL,
+    asset TEXT NOT NULL,
+    amount TEXT NOT NULL,
+    journal_seq BIGINT NOT NULL,
+    PRIMARY KEY (account_id, ts, withdrawal_id)
+){without_rowid};
+CREATE TABLE balances (
+    account_id BIGINT NOT NULL,
+    asset TEXT NOT NULL,
+    shard_id INTEGER NOT NULL,
+    available TEXT NOT NULL,
+    locked TEXT NOT NULL,
+    journal_seq BIGINT NOT NULL,
+    ts BIGINT NOT NULL,
+    PRIMARY KEY (account_id, asset, shard_id)
+){without_rowid};
+CREATE TABLE candles (
+    pair TEXT NOT NULL,
+    period TEXT NOT NULL,
+    open_time BIGINT NOT NULL,
+    open TEXT NOT NULL,
+    high TEXT NOT NULL,
+    low TEXT NOT NULL,
+    close TEXT NOT NULL,
+    volume TEXT NOT NULL,
+    quote_volume TEXT NOT NULL,
+    trades BIGINT NOT NULL,
+    first_trade_id BIGINT NOT NULL,
+    last_trade_id BIGINT NOT NULL,
+    PRIMARY KEY (pair, period, open_time)
+){without_rowid};
+CREATE TABLE positions (
+    account_id BIGINT NOT NULL,
+    pair TEXT NOT NULL,
+    quantity TEXT NOT NULL,
+    cost TEXT NOT NULL,
+    realized_pnl TEXT NOT NULL,
+    bought TEXT NOT NULL,
+    sold TEXT NOT NULL,
+    last_fill_id BIGINT NOT NULL,
+    PRIMARY KEY (account_id, pair)
+){without_rowid};
+"""),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -161,7 +161,3 @@ class TraderStore:
 
 def _trader(row: Sequence[Any]) -> dict[str, Any]:
     return {"trader_id": row[0], "username": row[1], "created_at": row[2]}
-
-
-class Store(TraderStore):
-    """Everything zmx keeps in its database, behind one interface for SQLite and PostgreSQL."""
