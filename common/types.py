@@ -121,6 +121,7 @@ class RejectCode(enum.IntEnum):
     ORDER_NOT_FOUND = 3002
     DUPLICATE_CLIENT_ORDER_ID = 3003
     ALREADY_EXISTS = 3004
+    METHOD_NOT_ALLOWED = 3005
 
     INSUFFICIENT_BALANCE = 4001
     POST_ONLY_WOULD_TAKE = 4002
@@ -136,6 +137,7 @@ class RejectCode(enum.IntEnum):
     MATCHER_UNAVAILABLE = 5003
     MATCHER_TIMEOUT = 5004
     INTERNAL_ERROR = 5005
+    STORE_UNAVAILABLE = 5006
 
 
 HTTP_STATUS: dict[RejectCode, int] = {
@@ -157,6 +159,7 @@ HTTP_STATUS: dict[RejectCode, int] = {
     RejectCode.ORDER_NOT_FOUND: 404,
     RejectCode.DUPLICATE_CLIENT_ORDER_ID: 409,
     RejectCode.ALREADY_EXISTS: 409,
+    RejectCode.METHOD_NOT_ALLOWED: 405,
     RejectCode.INSUFFICIENT_BALANCE: 422,
     RejectCode.POST_ONLY_WOULD_TAKE: 422,
     RejectCode.MARKET_HALTED: 422,
@@ -170,6 +173,7 @@ HTTP_STATUS: dict[RejectCode, int] = {
     RejectCode.MATCHER_UNAVAILABLE: 503,
     RejectCode.MATCHER_TIMEOUT: 504,
     RejectCode.INTERNAL_ERROR: 500,
+    RejectCode.STORE_UNAVAILABLE: 503,
 }
 
 REJECT_BY_NAME = {code.name: code for code in RejectCode}
