@@ -1,0 +1,1 @@
+"""The REST resources: small classes whose responders declare their Operation."""
