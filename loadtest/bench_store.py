@@ -190,9 +190,14 @@ def run_backend(name: str, url: str, records, arguments) -> None:
         with store.backend.transaction() as tx:
             total = tx.execute("SELECT count(*) FROM fills").fetchone()[0]
         print(f"  topped up to {total:,} fills in {seconds:.1f} s")
-        if name == "postgresql":
-            with store.backend.transaction() as tx:
+        with store.backend.transaction() as tx:
+            if name == "postgresql":
                 tx.execute("ANALYZE fills")
+                size = tx.execute("SELECT pg_total_relation_size('fills')").fetchone()[0]
+            else:
+                size = tx.execute("SELECT sum(pgsize) FROM dbstat WHERE name LIKE 'fills%'").fetchone()[0]
+        if size:
+            print(f"  fills table with its indexes: {size / 2**20:,.0f} MiB ({size / total:,.0f} bytes per fill)")
         query_latencies(store, min(200, arguments.queries), arguments.seed + 1)  # warm the cache
         latencies = query_latencies(store, arguments.queries, arguments.seed + 2)
         for kind, values in latencies.items():
