@@ -132,7 +132,9 @@ class RecorderWrites:
     """The Store's write side for the recorder (mixed into Store)."""
 
     def _init_writer(self) -> None:
-        self._write_lock = threading.Lock()
+        # shard_id -> lock: one batch of a shard at a time (shards share no candle, position
+        # or progress rows: a market, hence its trades and fills, belongs to one shard).
+        self._write_locks: dict[int, threading.Lock] = {}
         # (pair, interval) -> (open_time, Candle) of the newest bucket committed
         self._latest_candles: dict[tuple[str, str], tuple[int, Candle]] = {}
         # pair -> highest trade id merged into its candles
@@ -152,8 +154,8 @@ class RecorderWrites:
         ProgressConflict (writing nothing) when the stored progress differs from it.
         """
         expected = batch.first_seq - 1 if after_seq is None else after_seq
-        # One writer per Store at a time: the caches below describe committed state.
-        with self._write_lock:
+        # The caches describe committed state: one writer per shard at a time.
+        with self._write_locks.setdefault(batch.shard_id, threading.Lock()):
             candles: dict[tuple[str, str], tuple[int, Candle]] = {}
             marks: dict[str, int] = {}
             positions: dict[tuple[int, str], Position] = {}
