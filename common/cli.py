@@ -2,6 +2,8 @@
 
     zmx [--config PATH] up [--no-demo]     every process of the stack, supervised
     zmx [--config PATH] matcher [--shard N] one matcher shard
+    zmx [--config PATH] gateway [--workers N] the REST gateway (gunicorn)
+    zmx [--config PATH] admin ACTION ...    traders, keys, deposits, markets (see gateway/admin_cli.py)
     zmx [--config PATH] recorder [--shard N] the history recorder (every shard by default)
     zmx [--config PATH] config              the effective configuration as JSON
 
@@ -20,6 +22,7 @@ import orjson
 from common.config import Config, ConfigError, config_as_dict, load_config
 from common.logs import setup_logging
 from common.supervisor import Supervisor
+from gateway.admin_cli import add_admin_parser, run_admin
 
 EXIT_CONFIG_ERROR = 2
 
@@ -76,6 +79,19 @@ def _parser() -> argparse.ArgumentParser:
     )
     recorder.set_defaults(command=_recorder)
 
+    gateway = commands.add_parser("gateway", help="run the REST gateway under gunicorn")
+    gateway.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="gunicorn worker processes (default: gateway.workers, 0 meaning one per CPU)",
+    )
+    gateway.set_defaults(command=_gateway)
+
+    add_admin_parser(commands)
+    commands.choices["admin"].set_defaults(command=_admin)
+
     show = commands.add_parser("config", help="print the effective configuration as JSON")
     show.set_defaults(command=_show_config)
     return parser
@@ -105,6 +121,20 @@ def _recorder(config: Config, arguments: argparse.Namespace) -> int:
     from common.recorder.server import run_recorder
 
     return run_recorder(config, shard_ids)
+
+
+def _gateway(config: Config, arguments: argparse.Namespace) -> int:
+    if arguments.workers is not None and not 1 <= arguments.workers <= 256:
+        raise ConfigError("--workers must be between 1 and 256")
+    setup_logging(config.log_level, "gateway")
+    from gateway.server import run_gateway
+
+    return run_gateway(config, arguments.workers)
+
+
+def _admin(config: Config, arguments: argparse.Namespace) -> int:
+    setup_logging(config.log_level, "admin")
+    return run_admin(config, arguments)
 
 
 def _up(config: Config, arguments: argparse.Namespace) -> int:

@@ -141,6 +141,7 @@ def app_from_config(config: Config, multiprocess_dir: Path | None = None) -> tup
     engine = EngineClient({shard.shard_id: shard.command_endpoint for shard in config.shards},
                           config.gateway.matcher_timeout_seconds, metrics=metrics)
     store = open_store(config.effective_store_url(), max_connections=max(1, config.gateway.threads))
+    engine.connect()  # in the worker, after fork: the handshakes happen before the first request
     return build(config, engine, store, metrics=metrics)
 
 

@@ -163,6 +163,10 @@ class EngineClient:
                 results.append(ApiError.from_reply(reply["error"]))
         return results
 
+    def connect(self) -> None:
+        """Create this process's sockets and start connecting now rather than at the first call."""
+        self._ensure_started()
+
     def close(self) -> None:
         """Stop the I/O thread and close every socket of this process."""
         if self._pid != os.getpid() or self._thread is None:
