@@ -21,6 +21,8 @@ Conflation
     is exactly the current book, so the next diff's range simply starts earlier.
     `published_snapshot()` returns the published book and its seq, so a client that
     subscribes between two flushes gets a snapshot that the next diff continues exactly.
+    `flush(catch_up=True)` (the caller's choice when the market is idle) sends an empty
+    diff instead of nothing when the published seq lags, so clients learn they are current.
 
 Depth-limited views
     A `BookView(depth)` publishes only the best `depth` levels of each side. Its diffs
@@ -134,25 +136,34 @@ class BookReplica:
 
     # ---------------------------------------------------------------- conflation
 
-    def flush(self) -> Diff | None:
+    def flush(self, catch_up: bool = False) -> Diff | None:
         """Publish what changed since the last flush: one diff for the full book, and update every view.
 
-        Returns the full book's diff, or None when the published book is unchanged. The
+        Returns the full book's diff, or None when the published book is unchanged (with
+        `catch_up`, an empty diff up to the current seq if the published seq lags). The
         views' own diffs are left in `view.pending` for the caller to take.
         """
         bid_before, ask_before = self._bid_before, self._ask_before
+        seq = self.seq
         for view in self.views.values():
             view.pending = view.update(self, bid_before, ask_before) if (bid_before or ask_before) else None
-        if not bid_before and not ask_before:
-            return None
-        bids_now, asks_now = self.bids, self.asks
-        bids = [(price, bids_now.get(-price, 0)) for price, size in bid_before.items()
-                if bids_now.get(-price, 0) != size]
-        asks = [(price, asks_now.get(price, 0)) for price, size in ask_before.items()
-                if asks_now.get(price, 0) != size]
-        bid_before.clear()
-        ask_before.clear()
+            if view.pending is None and catch_up and view.seq < seq:
+                view.pending = Diff(view.seq + 1, seq, [], [])
+                view.seq = seq
+        bids = asks = None
+        if bid_before or ask_before:
+            bids_now, asks_now = self.bids, self.asks
+            bids = [(price, bids_now.get(-price, 0)) for price, size in bid_before.items()
+                    if bids_now.get(-price, 0) != size]
+            asks = [(price, asks_now.get(price, 0)) for price, size in ask_before.items()
+                    if asks_now.get(price, 0) != size]
+            bid_before.clear()
+            ask_before.clear()
         if not bids and not asks:
+            if catch_up and self.published_seq < seq:
+                diff = Diff(self.published_seq + 1, seq, [], [])
+                self.published_seq = seq
+                return diff
             return None
         bids.sort(reverse=True)
         asks.sort()

@@ -88,6 +88,20 @@ def test_a_window_with_no_net_change_keeps_the_published_seq_and_the_next_diff_c
     assert (diff.first_seq, diff.seq, diff.asks) == (11, 13, [(102, 1)])
 
 
+def test_catch_up_sends_an_empty_diff_when_the_published_seq_lags() -> None:
+    replica = book()
+    view = replica.add_view(1)
+    replica.apply(11, [(100, 6)], [])
+    replica.apply(12, [(100, 5)], [])
+    replica.apply(13, [(98, 2)], [])  # below the view's top
+
+    diff = replica.flush(catch_up=True)
+
+    assert (diff.first_seq, diff.seq, diff.bids, diff.asks) == (11, 13, [(98, 2)], [])
+    assert (view.pending.first_seq, view.pending.seq, view.pending.bids, view.pending.asks) == (11, 13, [], [])
+    assert replica.flush(catch_up=True) is None and view.pending is None  # current: nothing to say
+
+
 def test_published_snapshot_between_flushes_is_the_last_flushed_book() -> None:
     replica = book()
     replica.apply(11, [(100, 0), (104, 1)], [(101, 9)])
@@ -178,7 +192,7 @@ DEPTHS = st.sampled_from([None, 1, 2, 3, 5])
 OPERATIONS = st.lists(
     st.one_of(
         st.tuples(st.just("update"), LEVELS, LEVELS),
-        st.tuples(st.just("flush")),
+        st.tuples(st.just("flush"), st.booleans()),
         st.tuples(st.just("subscribe"), DEPTHS),
         st.tuples(st.just("gap")),
         st.tuples(st.just("stale")),
@@ -222,7 +236,7 @@ class Client:
 
 @settings(max_examples=500, derandomize=True, deadline=None)
 @given(OPERATIONS)
-@example([("subscribe", 2), ("update", [(1, 0)], []), ("flush",)])
+@example([("subscribe", 2), ("update", [(1, 0)], []), ("flush", False)])
 def test_clients_follow_the_naive_book_through_any_flow(operations) -> None:
     bids: dict[int, int] = {1: 1, 5: 2}
     asks: dict[int, int] = {7: 1, 12: 3}
@@ -270,12 +284,14 @@ def test_clients_follow_the_naive_book_through_any_flow(operations) -> None:
             for depth in depths:
                 subscribe(depth)
         else:
-            full = replica.flush()
+            full = replica.flush(catch_up=operation[1])
             for client in clients:
                 diff = full if client.depth is None else replica.views[client.depth].pending
                 if diff is not None:
                     client.receive(diff)
                 assert client.matches(history), (client.depth, client.seq)
+                if operation[1]:
+                    assert client.seq == seq  # caught up, with an empty diff if need be
                 # What a client holds is always the current book's top, whatever its seq.
                 assert sorted(client.bids.items(), reverse=True) == naive_top(bids, client.depth, True)
                 assert sorted(client.asks.items()) == naive_top(asks, client.depth, False)
