@@ -2,6 +2,7 @@
 
     zmx [--config PATH] up [--no-demo]     every process of the stack, supervised
     zmx [--config PATH] matcher [--shard N] one matcher shard
+    zmx [--config PATH] feed                the WebSocket feed
     zmx [--config PATH] gateway [--workers N] the REST gateway (gunicorn)
     zmx [--config PATH] admin ACTION ...    traders, keys, deposits, markets (see gateway/admin_cli.py)
     zmx [--config PATH] recorder [--shard N] the history recorder (every shard by default)
@@ -69,6 +70,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     matcher.set_defaults(command=_matcher)
 
+    feed = commands.add_parser("feed", help="run the WebSocket feed")
+    feed.set_defaults(command=_feed)
+
     recorder = commands.add_parser("recorder", help="record the matchers' history into the store")
     recorder.add_argument(
         "--shard",
@@ -109,6 +113,14 @@ def _matcher(config: Config, arguments: argparse.Namespace) -> int:
     from matcher.server import run_matcher
 
     run_matcher(config, shard_id)
+    return 0
+
+
+def _feed(config: Config, arguments: argparse.Namespace) -> int:
+    setup_logging(config.log_level, "feed")
+    from feed.server import run_feed
+
+    run_feed(config)
     return 0
 
 

@@ -58,6 +58,7 @@ TOML shape (every key optional; see docs/configuration.md)::
     max_subscriptions_per_connection = 100
     max_frame_bytes = 4096
     max_messages_per_second = 20
+    key_recheck_seconds = 10.0
 
     [[shards]]
     shard_id = 0
@@ -176,6 +177,7 @@ class FeedConfig:
     max_subscriptions_per_connection: int = 100
     max_frame_bytes: int = 4096
     max_messages_per_second: int = 20
+    key_recheck_seconds: float = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -488,6 +490,7 @@ _SECTION_FIELDS: dict[str, dict[str, _Field]] = {
         "max_subscriptions_per_connection": _Field("int", _int_at_least(1, 10_000)),
         "max_frame_bytes": _Field("int", _int_at_least(256, 1 << 20)),
         "max_messages_per_second": _Field("int", _int_at_least(1)),
+        "key_recheck_seconds": _Field("float", _positive_seconds),
     },
 }
 _SHARD_FIELDS: dict[str, _Field] = {

@@ -432,15 +432,17 @@ def test_feed_section_defaults_toml_and_environment(tmp_path):
         host="127.0.0.1", conflation_ms=100, max_queue_bytes=1 << 20, ping_interval_seconds=30.0,
         ping_timeout_seconds=30.0, max_connections=10_000, max_connections_per_ip=100,
         max_subscriptions_per_connection=100, max_frame_bytes=4096, max_messages_per_second=20,
+        key_recheck_seconds=10.0,
     )
     path = tmp_path / "zmx.toml"
     path.write_text(
         "[feed]\nconflation_ms = 250\nmax_queue_bytes = 65536\nping_interval_seconds = 5\n"
         "ping_timeout_seconds = 2.5\nmax_connections = 50\nmax_connections_per_ip = 3\n"
         "max_subscriptions_per_connection = 7\nmax_frame_bytes = 1024\nmax_messages_per_second = 4\n"
+        "key_recheck_seconds = 0.5\n"
     )
     config = load_config(path, env={"ZMX_FEED_HOST": "0.0.0.0"})
-    assert config.feed == FeedConfig("0.0.0.0", 250, 65536, 5.0, 2.5, 50, 3, 7, 1024, 4)
+    assert config.feed == FeedConfig("0.0.0.0", 250, 65536, 5.0, 2.5, 50, 3, 7, 1024, 4, 0.5)
     assert isinstance(config.feed.ping_interval_seconds, float)
     assert config_as_dict(config)["feed"]["conflation_ms"] == 250
 
@@ -454,6 +456,7 @@ def test_feed_section_defaults_toml_and_environment(tmp_path):
         ("[feed]\nping_interval_seconds = 0\n", {}, "feed.ping_interval_seconds: must be a positive"),
         ("[feed]\nmax_frame_bytes = 10\n", {}, "feed.max_frame_bytes: must be between 256 and 1048576"),
         ("[feed]\nmax_subscriptions_per_connection = 0\n", {}, "feed.max_subscriptions_per_connection"),
+        ("[feed]\nkey_recheck_seconds = -1\n", {}, "feed.key_recheck_seconds: must be a positive"),
         ("[feed]\nmax_conections = 1\n", {}, "unknown key 'feed.max_conections'"),
         ("", {"ZMX_FEED_HOST": "a b"}, "ZMX_FEED_HOST: feed.host: must be a host name"),
     ],
