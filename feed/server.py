@@ -56,6 +56,9 @@ CLOSE_TIMEOUT = 1.0
 # would hold all of it before the feed's own queue even starts to fill; a fixed buffer
 # (which the kernel doubles) bounds what a stalled client costs.
 MAX_SOCKET_SEND_BUFFER = 256 * 1024
+# asyncio's default of 100 overflows when a thousand clients reconnect at once (after a
+# restart of the feed); the kernel caps it at net.core.somaxconn.
+LISTEN_BACKLOG = 4096
 SEED_ATTEMPTS = 3
 
 
@@ -100,7 +103,7 @@ class FeedServer:
             process_request=self._process_request, compression=None, server_header=None,
             max_size=settings.max_frame_bytes * HARD_FRAME_FACTOR, max_queue=16,
             ping_interval=settings.ping_interval_seconds, ping_timeout=settings.ping_timeout_seconds,
-            close_timeout=CLOSE_TIMEOUT,
+            close_timeout=CLOSE_TIMEOUT, backlog=LISTEN_BACKLOG,
         )
         self.port = server.sockets[0].getsockname()[1]
         for shard_id in self.links:
