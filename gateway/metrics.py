@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, multiproces
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 CONTENT_TYPE = prometheus_client.CONTENT_TYPE_LATEST
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 class Metrics:
@@ -44,11 +45,30 @@ class Metrics:
                                  registry=registry)
         self.rate_limited = Counter("zmx_gateway_rate_limited", "requests refused with 429", ("scope",),
                                     registry=registry)
+        self._children: dict[tuple[str, str, int], tuple] = {}
+        self._round_trips: dict[tuple[str, str], object] = {}
+
+    def request(self, method: str, route: str, status: int, seconds: float, code=None) -> None:
+        """Count one answered request, its latency and its reject code."""
+        if method not in METHODS:
+            method = "OTHER"  # the method is client input: it must not grow the label set
+        # labels() costs more than the update itself; the combinations are few and fixed.
+        children = self._children.get((method, route, status))
+        if children is None:
+            children = self._children[(method, route, status)] = (
+                self.requests.labels(method, route, str(status)), self.latency.labels(route))
+        children[0].inc()
+        children[1].observe(seconds)
+        if code is not None:
+            self.rejects.labels(code.name).inc()
 
     # ---------------------------------------------------------------- engine client hooks
 
     def matcher_round_trip(self, op: str, seconds: float, outcome: str) -> None:
-        self.round_trips.labels(op, outcome).observe(seconds)
+        child = self._round_trips.get((op, outcome))
+        if child is None:
+            child = self._round_trips[(op, outcome)] = self.round_trips.labels(op, outcome)
+        child.observe(seconds)
 
     def matcher_unmatched_reply(self) -> None:
         self.unmatched.inc()

@@ -28,12 +28,12 @@ from gateway.schemas import NO_BODY
 access_log = logging.getLogger("zmx.gateway.access")
 
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
-SECURITY_HEADERS = {
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
-    "Cross-Origin-Opener-Policy": "same-origin",
-}
+SECURITY_HEADERS = (
+    ("X-Content-Type-Options", "nosniff"),
+    ("X-Frame-Options", "DENY"),
+    ("Referrer-Policy", "no-referrer"),
+    ("Cross-Origin-Opener-Policy", "same-origin"),
+)
 API_CONTENT_SECURITY_POLICY = "default-src 'none'; frame-ancestors 'none'"
 HSTS = "max-age=31536000; includeSubDomains"
 
@@ -71,26 +71,19 @@ class RequestMiddleware:
     def process_response(self, req: falcon.Request, resp: falcon.Response, resource: Any,
                          req_succeeded: bool) -> None:
         context = req.context
-        headers = SECURITY_HEADERS.copy()
-        headers["X-Request-Id"] = context.request_id
-        set_header = resp.set_header
-        for name, value in headers.items():
-            set_header(name, value)
+        headers = [*SECURITY_HEADERS, ("X-Request-Id", context.request_id)]
         if resp.get_header("Content-Security-Policy") is None:
-            set_header("Content-Security-Policy", API_CONTENT_SECURITY_POLICY)
+            headers.append(("Content-Security-Policy", API_CONTENT_SECURITY_POLICY))
         if resp.get_header("Cache-Control") is None:
-            set_header("Cache-Control", "no-store")
+            headers.append(("Cache-Control", "no-store"))
         if req.scheme == "https":
-            set_header("Strict-Transport-Security", HSTS)
+            headers.append(("Strict-Transport-Security", HSTS))
+        resp.set_headers(headers)
         route = req.uri_template or "unmatched"
         status = resp.status_code
         elapsed = time.perf_counter() - context.started
-        metrics = self.metrics
-        metrics.requests.labels(req.method, route, str(status)).inc()
-        metrics.latency.labels(route).observe(elapsed)
         code = getattr(resp.context, "error_code", None)
-        if code is not None:
-            metrics.rejects.labels(code.name).inc()
+        self.metrics.request(req.method, route, status, elapsed, code)
         access_log.info("request", extra={
             "request_id": context.request_id, "method": req.method, "route": route, "status": status,
             "duration_ms": round(elapsed * 1000, 3), "trader_id": context.trader_id,
@@ -116,7 +109,8 @@ class GuardMiddleware:
         if operation.auth == TRADER:
             try:
                 context.trader_id = self.authenticator.trader(
-                    req.headers, req.method, request_target(req), context.raw_body)
+                    req.get_header("X-API-Key"), req.get_header("X-Timestamp"), req.get_header("X-Signature"),
+                    req.method, request_target(req), context.raw_body)
             except ApiError:
                 self._charge(resp, operation, scope, identity, 1)  # failed attempts cost the address
                 raise

@@ -41,6 +41,8 @@ _SLOT = struct.Struct("<QqQ")  # key hash (0: empty), window start, total
 SLOTS_PER_STRIPE = 16
 _STRIPE = struct.Struct("<" + "QqQ" * SLOTS_PER_STRIPE)
 _EMPTY = 0
+_EMPTY_KEY = bytes(8)
+_ONE_KEY = (1).to_bytes(8, "little")
 
 
 class Counters(Protocol):
@@ -78,27 +80,38 @@ class SharedCounters:
 
     def hit(self, bucket: str, window_start: int, weight: int) -> int:
         """Add `weight` to the bucket's counter for the window; return the new total."""
-        digest = int.from_bytes(hashlib.blake2b(bucket.encode(), digest_size=8).digest(), "little") or 1
+        key_bytes = hashlib.blake2b(bucket.encode(), digest_size=8).digest()
+        if key_bytes == _EMPTY_KEY:
+            key_bytes = _ONE_KEY
+        digest = int.from_bytes(key_bytes, "little")
         stripe = digest % self.stripes
         offset = stripe * _STRIPE.size
+        end = offset + _STRIPE.size
         if self._pid != os.getpid():  # a forked child needs a mutex nobody holds
             self._thread_lock, self._pid = threading.Lock(), os.getpid()
+        memory = self._map
         with self._thread_lock:
             fcntl.lockf(self._fd, fcntl.LOCK_EX, _STRIPE.size, offset)
             try:
-                values = _STRIPE.unpack_from(self._map, offset)
+                # The bucket's slot, if it has one, found by a search in C; a match that
+                # is not at the start of a slot is a coincidence inside other fields.
+                found = memory.find(key_bytes, offset, end)
+                while found >= 0 and (found - offset) % _SLOT.size:
+                    found = memory.find(key_bytes, found + 1, end)
+                if found >= 0:
+                    _, start, total = _SLOT.unpack_from(memory, found)
+                    if start == window_start:
+                        total += weight
+                    elif start < window_start:
+                        total = weight
+                    else:  # a request stamped in a window that is already over
+                        return weight
+                    _SLOT.pack_into(memory, found, digest, window_start, total)
+                    return total
+                values = _STRIPE.unpack_from(memory, offset)
                 free = oldest = None
                 for index in range(SLOTS_PER_STRIPE):
-                    key, start, total = values[3 * index: 3 * index + 3]
-                    if key == digest:
-                        if start == window_start:
-                            total += weight
-                        elif start < window_start:
-                            total = weight
-                        else:  # a request stamped in a window that is already over
-                            return weight
-                        _SLOT.pack_into(self._map, offset + index * _SLOT.size, digest, window_start, total)
-                        return total
+                    key, start = values[3 * index], values[3 * index + 1]
                     if free is None and (key == _EMPTY or start < window_start - self.retention):
                         free = index
                     if oldest is None or start < values[3 * oldest + 1]:
