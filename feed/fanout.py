@@ -9,10 +9,13 @@ with its own writes (pings, pongs, close) because each write holds whole frames.
 
 This is the websockets documentation's `broadcast()` design (write without waiting, no
 per-client task) with two changes: one write per client per tick instead of one per
-message, and back-pressure: a client's queue is its transport's write buffer, bounded by
-`max_queue_bytes` beyond what the kernel's socket buffer holds. A client that overflows it
-is sent `{"op": "error", "code": "SLOW_CONSUMER", ...}`, removed from every channel at once
-and closed with code 1008; nobody else waits for it.
+message, and back-pressure: a client's queue is its transport's write buffer (what the
+kernel's socket buffer could not take). When data is due for a client whose queue still
+holds more than `max_queue_bytes`, the client is sent `{"op": "error", "code":
+"SLOW_CONSUMER", ...}`, removed from every channel at once and closed with code 1008;
+nobody else waits for it. The check comes before a write, not after, so one message
+larger than the limit (a deep book's snapshot) does not by itself condemn a client that
+reads it promptly; a queue holds at most `max_queue_bytes` plus one tick's messages.
 """
 
 from __future__ import annotations
@@ -143,12 +146,13 @@ class Hub:
             if transport.is_closing():
                 out.clear()
                 continue
+            if transport.get_write_buffer_size() > limit:
+                out.clear()
+                self._slow(client)
+                continue
             frames += len(out)
             transport.write(out[0] if len(out) == 1 else b"".join(out))
             out.clear()
-            if transport.get_write_buffer_size() > limit:
-                self.drop(client, ErrorCode.SLOW_CONSUMER,
-                          f"more than {limit} bytes were waiting to be sent: read faster or subscribe to less")
         self.frames_sent += frames
         self.writes += len(dirty)
 
@@ -163,17 +167,21 @@ class Hub:
             # A tick is being assembled for this client: keep the order of its frames.
             client.out.append(frame)
             return
+        if transport.get_write_buffer_size() > self.max_queue_bytes:
+            self._slow(client)
+            return
         transport.write(frame)
         self.frames_sent += 1
         self.writes += 1
-        if transport.get_write_buffer_size() > self.max_queue_bytes:
-            self.drop(client, ErrorCode.SLOW_CONSUMER,
-                      f"more than {self.max_queue_bytes} bytes were waiting to be sent: read faster or subscribe"
-                      " to less")
 
     def send_many(self, clients: Iterable[Client], frame: bytes) -> None:
         for client in list(clients):
             self.send(client, frame)
+
+    def _slow(self, client: Client) -> None:
+        self.drop(client, ErrorCode.SLOW_CONSUMER,
+                  f"more than {self.max_queue_bytes} bytes were still waiting to be sent when more came:"
+                  " read faster or subscribe to less")
 
     def drop(self, client: Client, code: ErrorCode, message: str) -> None:
         """Tell the client why, stop sending it anything, and close it (policy violation)."""

@@ -232,7 +232,7 @@ def test_other_paths_are_not_found(cluster, start_feed) -> None:
 
 def test_a_slow_consumer_is_dropped_and_told_why_while_a_normal_client_keeps_up(cluster, start_feed) -> None:
     matcher = cluster.matcher(0).client()
-    feed = start_feed(max_queue_bytes=4096)
+    feed = start_feed(max_queue_bytes=65536)
     normal = feed.client(max_queue=None)
     normal.subscribe(BOOK)
     follower = BookFollower(BOOK)

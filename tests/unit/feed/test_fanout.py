@@ -114,6 +114,9 @@ def test_a_slow_consumer_is_told_why_removed_everywhere_and_closed_while_others_
         hub.subscribe(reader, "orderbook.A-B")
     hub.authenticate(slow, 7)
 
+    big = protocol.text_frame(protocol.data("trades.A-B", "update", 1, ["x" * 200], 0))
+    hub.send(slow, big)  # over the limit at once: not by itself a reason to drop
+    assert not slow.dropped
     for seq in range(1, 4):
         hub.publish("trades.A-B", frame("trades.A-B", seq))
         hub.flush()
@@ -124,6 +127,7 @@ def test_a_slow_consumer_is_told_why_removed_everywhere_and_closed_while_others_
     assert slow not in hub.clients and 7 not in hub.traders
     assert list(hub.subscribers["trades.A-B"]) == [fast]
     assert [message["seq"] for message in fast.transport.frames()] == [1, 2, 3]
+    assert [message.get("seq") for message in slow.transport.frames()] == [1, None]  # the big one, the error
     assert hub.slow_consumers == 1
 
     writes = len(slow.transport.writes)
