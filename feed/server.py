@@ -81,6 +81,7 @@ class FeedServer:
         self._last_seen: dict[str, float] = {}
         self._syncing: dict[str, asyncio.Task] = {}
         self._learning: dict[int, asyncio.Task] = {}
+        self._market_shards: dict[str, int] = {}
         self._account_seq: dict[tuple[int, int], int] = {}
         self._api_keys: dict[Client, str] = {}
         self._tasks: list[asyncio.Task] = []
@@ -153,6 +154,7 @@ class FeedServer:
                 self._add_market(info, shard_id)
 
     def _add_market(self, info: MarketInfo, shard_id: int) -> None:
+        self._market_shards[info.pair] = shard_id
         market = self.markets[info.pair] = MarketFeed(info)
         self._last_seen[info.pair] = time.monotonic()
         log.info("following market", extra={"pair": info.pair, "shard_id": shard_id})
@@ -170,18 +172,25 @@ class FeedServer:
         self._syncing[market.pair] = self._loop.create_task(self._sync(market))
 
     async def _sync(self, market: MarketFeed) -> None:
-        link = self.links[self._shard_id(market.pair)]
+        link = self.links[self._market_shards[market.pair]]
         delay = RESYNC_BACKOFF[0]
         while True:
             self.counters["snapshots_requested"] += 1
             try:
                 snapshot = await link.request("snapshot", pair=market.pair)
+                in_sync, changed = market.on_snapshot(snapshot)
             except (MatcherTimeout, MatcherError) as error:
                 log.warning("snapshot request failed", extra={"pair": market.pair, "error": str(error)})
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RESYNC_BACKOFF[1])
                 continue
-            in_sync, changed = market.on_snapshot(snapshot)
+            except Exception:
+                # A snapshot the feed cannot read must not leave the market syncing forever
+                # without a word: say so and ask again.
+                log.exception("could not load a snapshot", extra={"pair": market.pair})
+                market.start_sync()
+                await asyncio.sleep(RESYNC_BACKOFF[1])
+                continue
             if changed:
                 self._send_book_snapshots(market)
             if in_sync:
@@ -250,12 +259,16 @@ class FeedServer:
                 account_id = int(topic[5:-1])
             except ValueError:
                 return
+            key = (shard_id, account_id)
             clients = traders.get(account_id)
             if not clients:
+                # Nobody listens: forget the account's seq, so a trader who comes back is
+                # not told that the events it was not there for were lost.
+                if account_seq:
+                    account_seq.pop(key, None)
                 return
             event = orjson.loads(body)
             seq = event["seq"]
-            key = (shard_id, account_id)
             last = account_seq.get(key)
             account_seq[key] = seq
             if last is not None and seq > last + 1:

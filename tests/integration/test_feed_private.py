@@ -169,3 +169,34 @@ def test_a_revoked_key_closes_its_connections(setup) -> None:
     assert any(message.get("code") == "INVALID_API_KEY" for message in revoked.received)
     assert kept.request("ping", "pong") == {"op": "pong"}
     poll_until(lambda: feed.health()["clients"] == 1, what="the revoked connection to be gone")
+
+
+def test_a_trader_who_comes_back_is_not_told_of_lost_events(setup) -> None:
+    cluster, process, matcher, store, (alice, bob), feed = setup
+    first = feed.client()
+    alice.authenticate(first)
+    first.subscribe(*PRIVATE)
+    deadline = time.monotonic() + 10
+    while not any(message.get("channel") == "balances" for message in first.received):  # the feed knows alice's seq
+        assert time.monotonic() < deadline, "no balances event"
+        matcher.request("deposit", account_id=alice.trader_id, asset="USDT", amount="1")
+        first.receive(0.2)
+    first.close()
+    poll_until(lambda: feed.health()["clients"] == 0, what="the first connection to be gone")
+    for _ in range(5):  # events nobody on the feed listens to
+        matcher.request("deposit", account_id=alice.trader_id, asset="USDT", amount="1")
+
+    again = feed.client()
+    alice.authenticate(again)
+    again.subscribe(*PRIVATE)
+    deadline = time.monotonic() + 10
+    while not any(message.get("channel") == "balances" for message in again.received):
+        assert time.monotonic() < deadline, "no balances event"
+        matcher.request("deposit", account_id=alice.trader_id, asset="USDT", amount="1")
+        again.receive(0.2)
+    for _ in range(3):
+        matcher.request("deposit", account_id=alice.trader_id, asset="USDT", amount="1")
+    assert again.request("ping", "pong") == {"op": "pong"}
+    seqs = [message["seq"] for message in again.received if message.get("channel") == "balances"]
+    assert not [message for message in again.received if message.get("code") == "EVENTS_LOST"]
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
