@@ -17,8 +17,10 @@ from matcher.engine import Engine, Reject
 class Dispatcher:
     """Execute Commands against one Engine; return (reply data, None) or (None, Reject)."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, replies: bool = True) -> None:
+        """`replies=False` skips rendering the order replies of trading commands (replay, replicas)."""
         self.engine = engine
+        self.replies = replies
         self._handlers = {op: getattr(self, "_" + op) for op in protocol.COMMANDS if op not in protocol.SERVER_OPS}
 
     def execute(self, command: Command, ts: int) -> tuple[Any, Reject | None]:
@@ -44,7 +46,9 @@ class Dispatcher:
         except InexactValue as error:
             raise _Rejected(code, f"{field} {text!r}: {error}", {"field": field}) from None
 
-    def _order_reply(self, order) -> dict[str, Any]:
+    def _order_reply(self, order) -> dict[str, Any] | None:
+        if not self.replies:
+            return None
         engine = self.engine
         fills = [
             fill
@@ -123,6 +127,8 @@ class Dispatcher:
         result = self.engine.cancel_all(fields["account_id"], fields.get("pair"), ts)
         if isinstance(result, Reject):
             return result
+        if not self.replies:
+            return None
         engine = self.engine
         return {"canceled": [protocol.order_message(order, engine.markets[order.market], engine.assets)
                              for order in result]}

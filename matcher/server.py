@@ -109,7 +109,7 @@ def recover(journal: Journal, shard_id: int, max_open_orders: int) -> Engine:
         engine = snapshot.decode(payload)
         engine.max_open_orders = max_open_orders
         log.info("loaded snapshot", extra={"journal_seq": after})
-    dispatcher = Dispatcher(engine)
+    dispatcher = Dispatcher(engine, replies=False)
     started = time.monotonic()
     replayed = 0
 

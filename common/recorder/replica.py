@@ -42,7 +42,7 @@ class Replica:
         self.engine = engine
         self.shard_id = engine.shard_id
         self.journal_seq = journal_seq
-        self.dispatcher = Dispatcher(engine)
+        self.dispatcher = Dispatcher(engine, replies=False)
         self._specs: dict[str, MarketSpec] = {}
 
     @classmethod
