@@ -7,7 +7,7 @@ in each gunicorn worker after fork.
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -121,10 +121,12 @@ def build(config: Config, engine_client, store, *, admin_token: str | None = Non
 
 def _add_history_routes(services: Services) -> None:
     """Let gateway/history.py (the store-backed history routes) add its resources, if present."""
-    if importlib.util.find_spec("gateway.history") is None:
+    try:
+        history = importlib.import_module("gateway.history")
+    except ModuleNotFoundError as error:
+        if error.name != "gateway.history":
+            raise  # the module exists but something it imports does not
         return
-    from gateway import history
-
     history.add_routes(services)
 
 
