@@ -10,7 +10,8 @@ One asyncio loop (uvloop) runs everything:
   writes each client's queue with one write (see feed/fanout.py);
 - a watchdog that resyncs a market silent for longer than its heartbeat timeout
   (three matcher heartbeat intervals plus a second);
-- the `websockets` server on `feed.host:ws_port`, path `/ws` (plus `GET /health`),
+- the `websockets` server on `feed.host:ws_port`, path `/ws` (plus `GET /health` and
+  `GET /metrics`, Prometheus text),
   with a handler coroutine per connection that reads and answers client ops;
 - a periodic check that authenticated connections' API keys are still valid.
 
@@ -386,7 +387,39 @@ class FeedServer:
                                  "clients": len(self.hub.clients)})
             headers = Headers([("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
             return Response(HTTPStatus.OK, "OK", headers, body)
+        if path == "/metrics":
+            body = self.metrics().encode()
+            headers = Headers([("Content-Type", "text/plain; version=0.0.4; charset=utf-8"),
+                               ("Content-Length", str(len(body)))])
+            return Response(HTTPStatus.OK, "OK", headers, body)
         return connection.respond(HTTPStatus.NOT_FOUND, "the WebSocket feed is at /ws\n")
+
+    def metrics(self) -> str:
+        """Return the feed's counters in the Prometheus text format."""
+        hub, counters = self.hub, self.counters
+        values = [
+            ("zmx_feed_connections", "gauge", "open WebSocket connections", len(hub.clients)),
+            ("zmx_feed_markets", "gauge", "markets followed", len(self.markets)),
+            ("zmx_feed_markets_live", "gauge", "markets whose book is in sync with the matcher",
+             sum(1 for market in self.markets.values() if market.state == "live")),
+            ("zmx_feed_frames_sent_total", "counter", "WebSocket frames written to clients", hub.frames_sent),
+            ("zmx_feed_writes_total", "counter", "socket writes to clients (one per client per tick)", hub.writes),
+            ("zmx_feed_slow_consumers_total", "counter", "clients dropped with SLOW_CONSUMER", hub.slow_consumers),
+            ("zmx_feed_connections_refused_total", "counter", "connections refused over a connection limit",
+             counters["rejected_connections"]),
+            ("zmx_feed_resyncs_total", "counter", "books resynced after a gap, a wrong heartbeat or silence",
+             counters["resyncs"]),
+            ("zmx_feed_snapshots_requested_total", "counter", "snapshot requests sent to matchers",
+             counters["snapshots_requested"]),
+            ("zmx_feed_account_events_lost_total", "counter", "account seq jumps reported as EVENTS_LOST",
+             counters["events_lost"]),
+            ("zmx_feed_matcher_messages_total", "counter", "messages received from the matchers' PUBs",
+             sum(link.public.received + link.private.received for link in self.links.values())),
+        ]
+        lines = []
+        for name, kind, help_text, value in values:
+            lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}", f"{name} {value}"]
+        return "\n".join(lines) + "\n"
 
     async def _handle(self, connection: ServerConnection) -> None:
         address = (connection.remote_address or ("?",))[0]

@@ -221,11 +221,21 @@ def test_connections_per_address_are_limited(cluster, start_feed) -> None:
     assert again.request("ping", "pong") == {"op": "pong"}
 
 
-def test_other_paths_are_not_found(cluster, start_feed) -> None:
+def test_health_metrics_and_other_paths(cluster, start_feed) -> None:
     import http.client
 
     feed = start_feed()
+    client = feed.client()
+    client.subscribe(BOOK)
+    assert feed.health() == {"status": "ok", "markets": 1, "live": 1, "clients": 1}
     connection = http.client.HTTPConnection("127.0.0.1", feed.port, timeout=5)
+    connection.request("GET", "/metrics")
+    response = connection.getresponse()
+    text = response.read().decode()
+    assert response.status == 200 and response.getheader("Content-Type").startswith("text/plain")
+    assert "# TYPE zmx_feed_connections gauge\nzmx_feed_connections 1\n" in text
+    assert "zmx_feed_markets_live 1\n" in text and "zmx_feed_slow_consumers_total 0\n" in text
+    connection = http.client.HTTPConnection("127.0.0.1", feed.port, timeout=5)  # the feed closes after a response
     connection.request("GET", "/elsewhere")
     assert connection.getresponse().status == 404
 
