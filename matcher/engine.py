@@ -818,7 +818,10 @@ class Engine:
             return self._reject(
                 RejectCode.INVALID_FIELD, "a maker rebate may not exceed the taker fee", {"field": "maker_fee_bps"}
             )
-        notional_step = Step(f"{tick.multiplier * lot.multiplier}e-{tick.decimals + lot.decimals}")
+        try:
+            notional_step = Step(f"{tick.multiplier * lot.multiplier}e-{tick.decimals + lot.decimals}")
+        except InexactValue as error:
+            return self._reject(RejectCode.INVALID_FIELD, f"tick_size x lot_size: {error}", {"field": "tick_size"})
         if notional_step.decimals > MAX_ASSET_DECIMALS or lot.decimals > MAX_ASSET_DECIMALS:
             return self._reject(
                 RejectCode.INVALID_FIELD, f"lot_size and tick_size x lot_size need at most {MAX_ASSET_DECIMALS} decimals",

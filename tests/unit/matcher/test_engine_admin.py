@@ -114,6 +114,9 @@ def variant(**changes):
         (variant(min_quantity="0.5"), RejectCode.INVALID_FIELD, "min_quantity"),
         (variant(min_quantity="-1"), RejectCode.INVALID_FIELD, "min_quantity"),
         (variant(min_notional="0.001"), RejectCode.INVALID_FIELD, "min_notional"),
+        # Each step is representable, their product is not: once crashed the matcher.
+        (variant(pair="XX-YY", tick="99999999999999999999", lot="99999999999999999999"), RejectCode.INVALID_FIELD,
+         "tick_size"),
     ],
 )
 def test_invalid_markets_are_rejected_and_change_nothing(arguments, code, field):
