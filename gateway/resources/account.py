@@ -161,10 +161,20 @@ class Order:
     def __init__(self, services: Services) -> None:
         self.services = services
 
-    @operation(summary="One order (open, or recently closed)", auth=TRADER, matcher=True, response=ref("Order"),
+    @operation(summary="One order (open or closed)", auth=TRADER, matcher=True, response=ref("Order"),
                errors=_ORDER_ERRORS, tags=("account",))
     def on_get(self, req: falcon.Request, resp: falcon.Response, order_id: str) -> None:
-        self._answer(req, resp, "get_order", order_id)
+        try:
+            self._answer(req, resp, "get_order", order_id)
+        except ApiError as error:
+            if error.code != RejectCode.ORDER_NOT_FOUND:
+                raise
+            # Beyond the matcher's memory of closed orders: the history store has every order.
+            stored = self.services.store.order(req.context.trader_id, order_id_from_path(order_id))
+            if stored is None:
+                raise
+            stored["fills"] = []  # as in every lookup: fills are listed by GET /account/trades
+            ok(resp, trader_order(stored))
 
     @operation(summary="Amend an order: new total quantity and/or price", auth=TRADER, body=AMEND_ORDER,
                matcher=True, response=ref("Order"), errors=_AMEND_ERRORS, tags=("account",),

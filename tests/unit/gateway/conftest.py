@@ -140,6 +140,7 @@ def make_gateway(tmp_path: Path) -> Callable[..., Gateway]:
         for counters in (made.services.rate_limiter.counters, made.services.authenticator.replay_guard.counters):
             if isinstance(counters, SharedCounters):
                 counters.close()
+        made.store.close()
 
 
 @pytest.fixture

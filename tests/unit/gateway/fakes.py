@@ -4,12 +4,14 @@
 `Engine`, the same code the matcher process runs, minus sockets and journal), so replies
 have exactly the matcher's shapes and rejects. `outage` makes shards answer like an
 unreachable or stalled matcher. `FakeStore` keeps traders, keys and counters in dicts,
-with the history store's interface.
+with the history store's interface; its history reads go to a real, empty SQLite store.
 """
 
 from __future__ import annotations
 
 import itertools
+import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Iterable, Mapping
@@ -18,7 +20,7 @@ from typing import Any
 import orjson
 
 from common import protocol
-from common.store import DuplicateError, Page
+from common.store import DuplicateError, Page, open_store
 from common.store.cursors import decode_cursor, encode_cursor
 from common.types import RejectCode
 from gateway.envelope import ApiError
@@ -68,10 +70,17 @@ class InProcessEngine:
         return [op for _, op, _ in self.calls]
 
 
+# The Store's read side for the history routes, served by `FakeStore.history`.
+HISTORY_READS = frozenset({"markets", "trades", "candles", "ticker", "orders", "order", "fills", "deposits",
+                           "withdrawals", "balances", "positions", "portfolio", "leaderboard"})
+
+
 class FakeStore:
-    """Traders, API keys and rate-limit counters in memory."""
+    """Traders, API keys and rate-limit counters in memory; history from an empty SQLite store."""
 
     def __init__(self) -> None:
+        self._directory = tempfile.mkdtemp(prefix="zmx-fake-store-")
+        self.history = open_store(f"sqlite:///{self._directory}/history.sqlite3")
         self.traders: dict[int, dict[str, Any]] = {}
         self.keys: dict[str, tuple[int, str, int]] = {}  # hash -> (trader id, prefix, created_at)
         self.counters: dict[tuple[str, int], int] = {}
@@ -143,5 +152,12 @@ class FakeStore:
             self.counters[(bucket, window_start)] = total
             return total
 
+    def __getattr__(self, name: str) -> Any:
+        if name in HISTORY_READS:
+            self._check()
+            return getattr(self.history, name)
+        raise AttributeError(name)
+
     def close(self) -> None:
-        pass
+        self.history.close()
+        shutil.rmtree(self._directory, ignore_errors=True)

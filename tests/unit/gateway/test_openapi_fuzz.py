@@ -8,6 +8,8 @@ with a documented status, content type and body schema.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -32,14 +34,15 @@ EXAMPLES_PER_OPERATION = 30
 
 
 @pytest.fixture(scope="module")
-def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Gateway:
+def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     config = make_config(Path(tmp_path_factory.mktemp("fuzz")), rate_limit_key_weight=10**9,
                          rate_limit_ip_weight=10**9)
     gateway = Gateway(config, InProcessEngine(), FakeStore(), Clock())
     gateway.create_market("BTC-USDT")
     gateway.fuzz_trader = gateway.trader("fuzzer", {"USDT": "1000000", "BTC": "1000"})
     gateway.trader("other", {"USDT": "1000000", "BTC": "1000"}).place(side="sell", price="100.00")
-    return gateway
+    yield gateway
+    gateway.store.close()
 
 
 def test_no_input_gives_a_server_error_and_every_answer_is_documented(fuzzed: Gateway) -> None:

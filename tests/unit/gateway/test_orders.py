@@ -119,8 +119,12 @@ def test_open_orders_of_one_pair_and_an_unknown_pair(gateway, alice) -> None:
     assert error_of(alice.get(ORDERS, "pair=DOGE-USDT"))[:2] == (400, "UNKNOWN_MARKET")
 
 
-def test_closed_orders_need_the_history_routes(alice) -> None:
-    assert error_of(alice.get(ORDERS, "status=closed"))[:3] == (400, "INVALID_FIELD", {"field": "status"})
+def test_closed_orders_come_from_the_history_store(alice) -> None:
+    result = alice.get(ORDERS, "status=closed")
+    assert result.status_code == 200
+    assert result.json["data"] == {"items": [], "next_cursor": None, "has_more": False}
+    assert error_of(alice.get(ORDERS, "status=closed&cursor=bm90LWEtY3Vyc29y"))[:3] == (
+        400, "INVALID_FIELD", {"field": "cursor"})
 
 
 def test_closed_orders_are_served_by_the_history_hook_when_set(gateway, alice) -> None:
@@ -289,3 +293,17 @@ def test_an_order_that_timed_out_is_not_sent_again(gateway, alice) -> None:
     alice.place(client_order_id="once")
 
     assert gateway.engine.ops()[before:] == ["place"]
+
+
+def test_an_order_the_matcher_forgot_is_answered_from_the_history_store(gateway, alice, monkeypatch) -> None:
+    forgotten = (123_456 << 10) | 0
+    stored = {"order_id": forgotten, "account_id": alice.trader_id, "status": "FILLED",
+              "fills": [{"trade_id": 1}]}
+    monkeypatch.setattr(gateway.store.history, "order",
+                        lambda trader_id, order_id: dict(stored) if (trader_id, order_id) == (
+                            alice.trader_id, forgotten) else None)
+
+    found = alice.get(f"{ORDERS}/{forgotten}")
+    assert found.status_code == 200
+    assert found.json["data"] == {"order_id": forgotten, "status": "FILLED", "fills": []}
+    assert error_of(alice.get(f"{ORDERS}/{forgotten + 1024}"))[:2] == (404, "ORDER_NOT_FOUND")
