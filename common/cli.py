@@ -3,9 +3,9 @@
     zmx [--config PATH] up [--no-demo]     every process of the stack, supervised
     zmx [--config PATH] matcher [--shard N] one matcher shard
     zmx [--config PATH] feed                the WebSocket feed
+    zmx [--config PATH] recorder [--shard N] the history recorder (every shard by default)
     zmx [--config PATH] gateway [--workers N] the REST gateway (gunicorn)
     zmx [--config PATH] admin ACTION ...    traders, keys, deposits, markets (see gateway/admin_cli.py)
-    zmx [--config PATH] recorder [--shard N] the history recorder (every shard by default)
     zmx [--config PATH] config              the effective configuration as JSON
 
 A configuration error prints one line, `zmx: configuration error: ...`, and exits with 2.
@@ -73,16 +73,6 @@ def _parser() -> argparse.ArgumentParser:
     feed = commands.add_parser("feed", help="run the WebSocket feed")
     feed.set_defaults(command=_feed)
 
-    recorder = commands.add_parser("recorder", help="record the matchers' history into the store")
-    recorder.add_argument(
-        "--shard",
-        type=int,
-        default=None,
-        metavar="N",
-        help="shard id to record (default: every configured shard)",
-    )
-    recorder.set_defaults(command=_recorder)
-
     gateway = commands.add_parser("gateway", help="run the REST gateway under gunicorn")
     gateway.add_argument(
         "--workers",
@@ -95,6 +85,16 @@ def _parser() -> argparse.ArgumentParser:
 
     add_admin_parser(commands)
     commands.choices["admin"].set_defaults(command=_admin)
+
+    recorder = commands.add_parser("recorder", help="record the matchers' history into the store")
+    recorder.add_argument(
+        "--shard",
+        type=int,
+        default=None,
+        metavar="N",
+        help="shard id to record (default: every configured shard)",
+    )
+    recorder.set_defaults(command=_recorder)
 
     show = commands.add_parser("config", help="print the effective configuration as JSON")
     show.set_defaults(command=_show_config)
@@ -124,17 +124,6 @@ def _feed(config: Config, arguments: argparse.Namespace) -> int:
     return 0
 
 
-def _recorder(config: Config, arguments: argparse.Namespace) -> int:
-    if arguments.shard is None:
-        shard_ids = [shard.shard_id for shard in config.shards]
-    else:
-        shard_ids = [config.shard(arguments.shard).shard_id]
-    setup_logging(config.log_level, "recorder")
-    from common.recorder.server import run_recorder
-
-    return run_recorder(config, shard_ids)
-
-
 def _gateway(config: Config, arguments: argparse.Namespace) -> int:
     if arguments.workers is not None and not 1 <= arguments.workers <= 256:
         raise ConfigError("--workers must be between 1 and 256")
@@ -149,21 +138,45 @@ def _admin(config: Config, arguments: argparse.Namespace) -> int:
     return run_admin(config, arguments)
 
 
+def _recorder(config: Config, arguments: argparse.Namespace) -> int:
+    if arguments.shard is None:
+        shard_ids = [shard.shard_id for shard in config.shards]
+    else:
+        shard_ids = [config.shard(arguments.shard).shard_id]
+    setup_logging(config.log_level, "recorder")
+    from common.recorder.server import run_recorder
+
+    return run_recorder(config, shard_ids)
+
+
 def _up(config: Config, arguments: argparse.Namespace) -> int:
     setup_logging(config.log_level, "supervisor")
     command = [sys.executable, "-m", "common.cli"]
     if arguments.config is not None:
         command += ["--config", os.path.abspath(arguments.config)]
+    from gateway.keys import ensure_admin_token
+
+    # Made here, before any child starts, so every process and the banner agree on it.
+    admin_token, _ = ensure_admin_token(config)
     supervisor = Supervisor()
     for shard in config.shards:
         supervisor.add(
             f"matcher-{shard.shard_id}", [*command, "matcher", "--shard", str(shard.shard_id)]
         )
-    return supervisor.run(on_started=lambda: _print_endpoints(config))
+    supervisor.add("recorder", [*command, "recorder"])
+    supervisor.add("gateway", [*command, "gateway"])
+    supervisor.add("feed", [*command, "feed"])
+    return supervisor.run(on_started=lambda: _print_endpoints(config, admin_token))
 
 
-def _print_endpoints(config: Config) -> None:
-    lines = [f"zmx is up; data in {config.data_dir}"]
+def _print_endpoints(config: Config, admin_token: str) -> None:
+    http = f"http://{config.gateway.host}:{config.http_port}"
+    lines = [
+        f"zmx is up; data in {config.data_dir}",
+        f"  REST API   {http}/api/v1   (Swagger UI {http}/docs)",
+        f"  WebSocket  ws://{config.feed.host}:{config.ws_port}/ws",
+        f"  admin token  {admin_token}",
+    ]
     for shard in config.shards:
         lines += [
             f"  matcher shard {shard.shard_id} (markets: {', '.join(shard.markets)})",
