@@ -61,13 +61,7 @@ def _parser() -> argparse.ArgumentParser:
     up.set_defaults(command=_up)
 
     matcher = commands.add_parser("matcher", help="run one matcher shard")
-    matcher.add_argument(
-        "--shard",
-        type=int,
-        default=None,
-        metavar="N",
-        help="shard id to run (default: the only configured shard)",
-    )
+    _add_shard_option(matcher, "shard id to run (default: the only configured shard)")
     matcher.set_defaults(command=_matcher)
 
     feed = commands.add_parser("feed", help="run the WebSocket feed")
@@ -87,18 +81,16 @@ def _parser() -> argparse.ArgumentParser:
     commands.choices["admin"].set_defaults(command=_admin)
 
     recorder = commands.add_parser("recorder", help="record the matchers' history into the store")
-    recorder.add_argument(
-        "--shard",
-        type=int,
-        default=None,
-        metavar="N",
-        help="shard id to record (default: every configured shard)",
-    )
+    _add_shard_option(recorder, "shard id to record (default: every configured shard)")
     recorder.set_defaults(command=_recorder)
 
     show = commands.add_parser("config", help="print the effective configuration as JSON")
     show.set_defaults(command=_show_config)
     return parser
+
+
+def _add_shard_option(parser: argparse.ArgumentParser, help_text: str) -> None:
+    parser.add_argument("--shard", type=int, default=None, metavar="N", help=help_text)
 
 
 def _matcher(config: Config, arguments: argparse.Namespace) -> int:
