@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any, Iterable, Protocol
 
@@ -83,8 +84,27 @@ class SqliteBackend:
         self._closed = False
         # WAL is a property of the file: set once here, inherited by every later connection.
         with self._errors():
-            connection = self._connection()
-            connection.execute("PRAGMA journal_mode=WAL")
+            self._use_wal(self._connection())
+
+    def _use_wal(self, connection: sqlite3.Connection) -> None:
+        """Switch the file to WAL, retrying while another process opens or migrates it.
+
+        Changing the journal mode needs the file to itself, and SQLite answers "database is
+        locked" at once rather than through the busy handler while, say, a second gunicorn
+        worker opens the same file; so wait here as the busy timeout would.
+        """
+        deadline = time.monotonic() + self.busy_timeout
+        delay = 0.005
+        while True:
+            try:
+                if connection.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                    connection.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as error:
+                if "locked" not in str(error) or time.monotonic() + delay > deadline:
+                    raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.1)
 
     def _connection(self) -> sqlite3.Connection:
         connection = getattr(self._local, "connection", None)

@@ -168,3 +168,22 @@ def test_sqlite_uses_wal(tmp_path):
 def test_bad_urls(url):
     with pytest.raises(StoreError):
         open_store(url)
+
+
+def _open_after(barrier, url: str) -> None:
+    barrier.wait(30)
+    open_store(url).close()
+
+
+def test_a_new_sqlite_file_opened_by_many_processes_at_the_same_instant(tmp_path):
+    """Like gunicorn workers booting together: none may fail with "database is locked"."""
+    context = multiprocessing.get_context("fork")
+    for attempt in range(5):
+        url = f"sqlite:///{tmp_path / f'together-{attempt}.sqlite3'}"
+        barrier = context.Barrier(8)
+        processes = [context.Process(target=_open_after, args=(barrier, url)) for _ in range(8)]
+        for process in processes:
+            process.start()
+        for process in processes:
+            process.join(60)
+        assert [process.exitcode for process in processes] == [0] * 8
