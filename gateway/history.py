@@ -17,8 +17,8 @@ import falcon
 from common.types import ASSET_SYMBOL, RejectCode
 from gateway.envelope import invalid_field, now_ms, ok, page
 from gateway.operations import TRADER, choice_param, integer_param, operation, pattern_param
-from gateway.schemas import CANDLE_INTERVALS, COMPONENTS, CURSOR_PARAM, LIMIT, PAIR_PARAM, _object, list_of, page_of, \
-    pair_from_path, ref
+from gateway.schemas import _INTEGER, _MS, _NULLABLE_STRING as _NULLABLE, _STRING, CANDLE_INTERVALS, COMPONENTS, \
+    CURSOR_PARAM, LIMIT, PAIR_PARAM, _object, list_of, page_of, pair_from_path, ref
 from gateway.services import Services
 
 API = "/api/v1"
@@ -35,10 +35,6 @@ VALUATION = pattern_param("asset", re.compile(ASSET_SYMBOL.pattern), 12,
                           "value holdings in this asset (default: the most common quote asset)", "USDT",
                           "must be an asset symbol")
 
-_STRING = {"type": "string"}
-_NULLABLE = {"type": "string", "nullable": True}
-_INTEGER = {"type": "integer"}
-_MS = {"type": "integer", "description": "milliseconds since the epoch"}
 _NULLABLE_MS = {"type": "integer", "nullable": True}
 
 SCHEMAS: dict[str, dict[str, Any]] = {
@@ -106,9 +102,10 @@ class Ticker:
         pair = pair_from_path(pair)
         services = self.services
         book = services.call(services.shards.for_pair(pair), "snapshot", {"pair": pair, "depth": 1})
-        stats = services.store.ticker(pair, now_ms())
+        now = now_ms()
+        stats = services.store.ticker(pair, now)
         if stats is None:  # created but not recorded yet
-            stats = {"pair": pair, "open_time": now_ms() - 86_400_000, "close_time": now_ms(), "last": None,
+            stats = {"pair": pair, "open_time": now - 86_400_000, "close_time": now, "last": None,
                      "open": None, "high": None, "low": None, "volume": "0", "quote_volume": "0", "change": None,
                      "change_percent": None, "trades": 0, "first_trade_ts": None, "last_trade_ts": None}
         stats["best_bid"] = book["bids"][0][0] if book["bids"] else None
