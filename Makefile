@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 
 .PHONY: test run bench clean
 
-test: $(VENV)/.installed-test
+test: $(VENV)/.installed-test /usr/bin/chromium
 	$(VENV_PYTHON) -m pytest $(PYTEST_ARGS)
 
 run: $(VENV)/.installed
@@ -42,3 +42,8 @@ $(VENV)/.installed-bench: $(VENV)/.installed
 $(VENV)/.installed-test: $(VENV)/.installed
 	$(VENV_PYTHON) -m pip install --quiet -e '.[test]'
 	touch $@
+
+# The market page's browser test drives Debian's Chromium (Playwright, no browser download).
+/usr/bin/chromium:
+	@if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null
