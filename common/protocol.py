@@ -31,9 +31,11 @@ Every public update carries its market's gapless `seq`; every account event its 
 
 from __future__ import annotations
 
+import struct
 from typing import Any, Callable
 
 import orjson
+from zmq.utils import z85
 
 from common.types import (
     CLIENT_ORDER_ID,
@@ -151,6 +153,10 @@ def _choice(table: dict[str, Any]) -> Callable[[Any], Any]:
 def _public_key(value: Any) -> str:
     if type(value) is not str or len(value) != 40:
         raise _FieldError("must be a 40-character Z85 CURVE public key")
+    try:
+        z85.decode(value)
+    except (KeyError, ValueError, struct.error):  # a character outside Z85, or a group over 2**32
+        raise _FieldError("must be a 40-character Z85 CURVE public key") from None
     return value
 
 

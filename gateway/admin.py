@@ -47,14 +47,14 @@ class Admin:
 
     def rotate_key(self, trader_id: int) -> dict[str, Any]:
         """Replace the trader's key with a new one; the old one stops working."""
-        self._trader(trader_id)
+        self.trader(trader_id)
         return {"trader_id": trader_id, **self._new_key(trader_id)}
 
     def revoke_keys(self, trader_id: int) -> dict[str, Any]:
-        self._trader(trader_id)
+        self.trader(trader_id)
         return {"trader_id": trader_id, "revoked": self.store.revoke_api_keys(trader_id)}
 
-    def _trader(self, trader_id: int) -> dict[str, Any]:
+    def trader(self, trader_id: int) -> dict[str, Any]:
         trader = self.store.get_trader(trader_id)
         if trader is None:
             raise ApiError(RejectCode.NOT_FOUND, f"no trader {trader_id}", {"trader_id": trader_id})
@@ -65,12 +65,41 @@ class Admin:
         self.store.replace_api_key(trader_id, keys.hash_api_key(api_key), keys.key_prefix(api_key), now_ms())
         return {"api_key": api_key, "api_secret": keys.derive_secret(self.master_secret, api_key)}
 
+    def register_bot_key(self, trader_id: int, public_key: str) -> dict[str, Any]:
+        """Bind a bot's CURVE public key to the trader on every shard.
+
+        Registering a key the trader already holds is a no-op, so a run that stopped half-way
+        (one shard down) can simply be repeated; a key held by another trader is refused.
+        """
+        self.trader(trader_id)
+        fields = {"account_id": trader_id, "public_key": public_key}
+        for shard_id, result in zip(self.shards.ids, self.engine.call_many(
+                [(shard_id, "register_bot_key", fields) for shard_id in self.shards.ids])):
+            if isinstance(result, ApiError) and not (
+                    result.code is RejectCode.ALREADY_EXISTS and result.details.get("account_id") == trader_id):
+                raise result
+        return {"trader_id": trader_id, "public_key": public_key, "shards": list(self.shards.ids)}
+
+    def revoke_bot_key(self, public_key: str) -> dict[str, Any]:
+        """Unbind a bot key on every shard; its open connections get FORBIDDEN from then on."""
+        revoked = []
+        for shard_id, result in zip(self.shards.ids, self.engine.call_many(
+                [(shard_id, "revoke_bot_key", {"public_key": public_key}) for shard_id in self.shards.ids])):
+            if isinstance(result, ApiError):
+                if result.code is not RejectCode.NOT_FOUND:
+                    raise result
+            else:
+                revoked.append(shard_id)
+        if not revoked:
+            raise ApiError(RejectCode.NOT_FOUND, "no such bot key", {"public_key": public_key})
+        return {"public_key": public_key, "shards": revoked}
+
     # ---------------------------------------------------------------- funds
 
     def deposit(self, body: dict[str, Any]) -> dict[str, Any]:
         """Credit a trader's available balance on one shard."""
         fields = DEPOSIT.command(body)
-        self._trader(fields["account_id"])
+        self.trader(fields["account_id"])
         shard_id = self.shards.funding(body.get("shard_id"))
         return funds(self.engine.call(shard_id, "deposit", fields), shard_id)
 

@@ -15,13 +15,18 @@ a refusal prints `zmx admin: CODE: message` on stderr and exits with 1.
                             [--maker-fee-bps M] [--taker-fee-bps T] [--base-decimals B] [--quote-decimals Q]
     zmx admin halt PAIR
     zmx admin resume PAIR
+    zmx admin register-bot-key TRADER_ID (--out FILE | --public-key KEY)
+    zmx admin revoke-bot-key KEY
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
+
+import orjson
 
 EXIT_REFUSED = 1
 
@@ -59,12 +64,19 @@ def add_admin_parser(commands: argparse._SubParsersAction) -> None:
     for name in ("halt", "resume"):
         action = actions.add_parser(name, help=f"{name} a market")
         action.add_argument("pair")
+    bot_key = actions.add_parser(
+        "register-bot-key", help="register a co-located bot's CURVE public key to a trader on every shard")
+    bot_key.add_argument("trader_id", type=int)
+    source = bot_key.add_mutually_exclusive_group(required=True)
+    source.add_argument("--out", metavar="FILE",
+                        help="key file to register; created with a new key pair (mode 0600) if missing")
+    source.add_argument("--public-key", metavar="KEY", help="a 40-character Z85 public key made elsewhere")
+    revoke = actions.add_parser("revoke-bot-key", help="revoke a bot key; its connections are refused from then on")
+    revoke.add_argument("public_key", metavar="KEY")
 
 
 def run_admin(config, arguments: argparse.Namespace) -> int:
     """Run one admin action; print its result as JSON."""
-    import orjson
-
     from gateway import keys
 
     if arguments.action == "token":
@@ -88,6 +100,9 @@ def run_admin(config, arguments: argparse.Namespace) -> int:
         result = _dispatch(admin, arguments)
     except ApiError as error:
         print(f"zmx admin: {error.code.name}: {error.message}", file=sys.stderr)
+        return EXIT_REFUSED
+    except ValueError as error:  # an unusable key file
+        print(f"zmx admin: {error}", file=sys.stderr)
         return EXIT_REFUSED
     finally:
         engine.close()
@@ -123,4 +138,16 @@ def _dispatch(admin, arguments: argparse.Namespace) -> Any:
         return admin.create_market(schemas.CREATE_MARKET.check({k: v for k, v in body.items() if v is not None}))
     if action in ("halt", "resume"):
         return admin.set_halted(schemas.pair_from_path(arguments.pair), action == "halt")
+    if action == "register-bot-key":
+        trader_id = schemas.trader_id_from_path(str(arguments.trader_id))
+        if arguments.public_key is not None:
+            return admin.register_bot_key(trader_id, arguments.public_key)
+        from gateway.keys import ensure_bot_key_file
+
+        admin.trader(trader_id)  # before a key file is made for nobody
+        key = ensure_bot_key_file(Path(arguments.out), trader_id)
+        return {**admin.register_bot_key(trader_id, key["public_key"]), "key_file": str(Path(arguments.out).resolve())}
+    if action == "revoke-bot-key":
+        return admin.revoke_bot_key(arguments.public_key)
     raise AssertionError(f"unhandled admin action {action}")
+

@@ -9,6 +9,8 @@
 - The admin token comes from `admin_token` in the configuration; with none configured,
   `zmx gateway` generates one and keeps it in `<data_dir>/gateway/admin.token` (0600).
   There is no built-in default.
+- A co-located bot's CURVE key pair can live in a key file (JSON, mode 0600) that
+  `zmx admin register-bot-key --out FILE` writes and `zmx bot` reads.
 
 Files are created atomically and only once (written aside, then hard-linked into place),
 so processes starting together agree on one value.
@@ -23,6 +25,10 @@ import re
 import secrets
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+import orjson
+import zmq
 
 from common.config import Config
 
@@ -86,6 +92,27 @@ def ensure_admin_token(config: Config) -> tuple[str, bool]:
     generated = secrets.token_urlsafe(32)
     token = _read_or_create(admin_token_file(config), lambda: generated)
     return token, token == generated
+
+
+def ensure_bot_key_file(path: Path, account_id: int) -> dict[str, Any]:
+    """Return a bot's key file, `{"account_id", "public_key", "secret_key"}` (Z85 CURVE keys).
+
+    A missing file is created (mode 0600, atomically) with a new key pair for `account_id`;
+    an existing one is read and must belong to that account. Raises ValueError otherwise.
+    """
+    def new_pair() -> str:
+        public, secret = zmq.curve_keypair()
+        return orjson.dumps({"account_id": account_id, "public_key": public.decode(),
+                             "secret_key": secret.decode()}).decode()
+
+    try:
+        key = orjson.loads(_read_or_create(path, new_pair))
+        fields = (key["account_id"], key["public_key"], key["secret_key"])
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        raise ValueError(f"{path} is not a bot key file") from None
+    if fields[0] != account_id:
+        raise ValueError(f"{path} holds the key of trader {fields[0]}, not {account_id}")
+    return key
 
 
 def _read_or_create(path: Path, make: Callable[[], str]) -> str:

@@ -275,6 +275,22 @@ def test_zmx_admin_commands_share_the_store_and_the_matcher_with_the_gateway(mak
                             "token"], cwd=REPO_ROOT, capture_output=True, timeout=60)
     assert token.stdout.decode().strip() == ADMIN_TOKEN
 
+    # A bot key file: made once (0600), registered, usable on the bot socket, then revoked.
+    key_file = cluster.data_dir / "carol.key"
+    registered = admin("register-bot-key", str(trader["trader_id"]), "--out", str(key_file))
+    key = orjson.loads(key_file.read_bytes())
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert registered == {"trader_id": trader["trader_id"], "public_key": key["public_key"], "shards": [0],
+                          "key_file": str(key_file)}
+    assert admin("register-bot-key", str(trader["trader_id"]), "--out", str(key_file)) == registered
+    bot = cluster.processes[0].client(curve=(key["public_key"].encode(), key["secret_key"].encode()))
+    assert [order["client_order_id"] for order in bot.request("open_orders")] == [placed.json["data"]["client_order_id"]]
+    assert admin("revoke-bot-key", key["public_key"]) == {"public_key": key["public_key"], "shards": [0]}
+    misused = subprocess.run([sys.executable, "-m", "common.cli", "--config", str(gateway.config_path), "admin",
+                              "register-bot-key", "999", "--out", str(key_file)], cwd=REPO_ROOT,
+                             capture_output=True, timeout=60)
+    assert misused.returncode == 1 and b"NOT_FOUND" in misused.stderr
+
 
 def test_without_a_configured_token_one_is_generated_printed_once_and_kept(make_cluster) -> None:
     cluster = make_cluster()

@@ -7,6 +7,8 @@ import re
 import pytest
 
 from common.config import ShardConfig
+from common.types import RejectCode
+from gateway.envelope import ApiError
 
 TRADERS = "/api/v1/admin/traders"
 MARKETS = "/api/v1/admin/markets"
@@ -199,3 +201,47 @@ def test_orders_route_by_pair_and_by_the_shard_in_their_id(sharded) -> None:
     assert canceled["status"] == "CANCELED"
     assert len(trader.post("/api/v1/account/orders/cancel-all").json["data"]["canceled"]) == 1
     assert code_of(trader.get("/api/v1/account/orders/by-client-id/eth-1")) == (404, "ORDER_NOT_FOUND")
+
+
+BOT_KEY = "rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7"  # a valid Z85 public key
+
+
+def test_a_bot_key_is_registered_on_every_shard_and_again_is_a_no_op(make_gateway) -> None:
+    gateway = make_gateway(shards=(shard(0, ("*",)), shard(1, ("ETH-USDT",))))
+    trader_id = gateway.trader("botty").trader_id
+    admin = gateway.services.admin
+
+    assert admin.register_bot_key(trader_id, BOT_KEY) == {"trader_id": trader_id, "public_key": BOT_KEY,
+                                                          "shards": [0, 1]}
+    assert admin.register_bot_key(trader_id, BOT_KEY)["shards"] == [0, 1]  # a repeated run succeeds
+    for dispatcher in gateway.engine.dispatchers.values():
+        assert dispatcher.engine.bot_keys == {BOT_KEY: trader_id}
+
+    assert admin.revoke_bot_key(BOT_KEY) == {"public_key": BOT_KEY, "shards": [0, 1]}
+    assert all(not dispatcher.engine.bot_keys for dispatcher in gateway.engine.dispatchers.values())
+    with pytest.raises(ApiError) as caught:
+        admin.revoke_bot_key(BOT_KEY)
+    assert caught.value.code is RejectCode.NOT_FOUND
+
+
+@pytest.mark.parametrize("key, expected", [
+    (BOT_KEY, RejectCode.ALREADY_EXISTS),          # held by another trader
+    ("~" * 40, RejectCode.INVALID_FIELD),          # not Z85
+    ("#" * 40, RejectCode.INVALID_FIELD),          # Z85 characters, but no 32-bit group
+    (BOT_KEY[:39], RejectCode.INVALID_FIELD),
+])
+def test_a_bot_key_that_is_taken_or_malformed_is_refused(gateway, key, expected) -> None:
+    owner, other = gateway.trader("owner").trader_id, gateway.trader("other").trader_id
+    gateway.services.admin.register_bot_key(owner, BOT_KEY)
+
+    with pytest.raises(ApiError) as caught:
+        gateway.services.admin.register_bot_key(other, key)
+
+    assert caught.value.code is expected
+    assert gateway.engine.dispatchers[0].engine.bot_keys == {BOT_KEY: owner}
+
+
+def test_a_bot_key_for_an_unknown_trader_is_refused(gateway) -> None:
+    with pytest.raises(ApiError) as caught:
+        gateway.services.admin.register_bot_key(999, BOT_KEY)
+    assert caught.value.code is RejectCode.NOT_FOUND
