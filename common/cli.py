@@ -14,7 +14,6 @@ A configuration error prints one line, `zmx: configuration error: ...`, and exit
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
 
@@ -22,7 +21,6 @@ import orjson
 
 from common.config import Config, ConfigError, config_as_dict, load_config
 from common.logs import setup_logging
-from common.supervisor import Supervisor
 from gateway.admin_cli import add_admin_parser, run_admin
 
 EXIT_CONFIG_ERROR = 2
@@ -143,42 +141,9 @@ def _recorder(config: Config, arguments: argparse.Namespace) -> int:
 
 def _up(config: Config, arguments: argparse.Namespace) -> int:
     setup_logging(config.log_level, "supervisor")
-    command = [sys.executable, "-m", "common.cli"]
-    if arguments.config is not None:
-        command += ["--config", os.path.abspath(arguments.config)]
-    from gateway.keys import ensure_admin_token
+    from common.up import run_up
 
-    # Made here, before any child starts, so every process and the banner agree on it.
-    admin_token, _ = ensure_admin_token(config)
-    supervisor = Supervisor()
-    for shard in config.shards:
-        supervisor.add(
-            f"matcher-{shard.shard_id}", [*command, "matcher", "--shard", str(shard.shard_id)]
-        )
-    supervisor.add("recorder", [*command, "recorder"])
-    supervisor.add("gateway", [*command, "gateway"])
-    supervisor.add("feed", [*command, "feed"])
-    return supervisor.run(on_started=lambda: _print_endpoints(config, admin_token))
-
-
-def _print_endpoints(config: Config, admin_token: str) -> None:
-    http = f"http://{config.gateway.host}:{config.http_port}"
-    lines = [
-        f"zmx is up; data in {config.data_dir}",
-        f"  REST API   {http}/api/v1   (Swagger UI {http}/docs)",
-        f"  WebSocket  ws://{config.feed.host}:{config.ws_port}/ws",
-        f"  admin token  {admin_token}",
-    ]
-    for shard in config.shards:
-        lines += [
-            f"  matcher shard {shard.shard_id} (markets: {', '.join(shard.markets)})",
-            f"    commands  {shard.command_endpoint}  ROUTER for gateways and feeds",
-            f"    bots      {shard.bot_endpoint}  ROUTER for co-located bots (CURVE)",
-            f"    public    {shard.public_endpoint}  PUB market data",
-            f"    private   {shard.private_endpoint}  PUB account events (internal)",
-        ]
-    lines.append("Press Ctrl-C to stop.")
-    print("\n".join(lines), flush=True)
+    return run_up(config, arguments.config, arguments.demo)
 
 
 def _show_config(config: Config, arguments: argparse.Namespace) -> int:

@@ -12,7 +12,14 @@ Linux each child also gets SIGTERM if the supervisor itself dies (`PR_SET_PDEATH
 A child that exits while the supervisor is running is restarted after `restart_delay`
 seconds; the delay doubles while the child keeps dying young (it ran for less than
 `max_restart_delay`) and resets once it stays up. The loop sleeps in `select()` on a
-self-pipe that SIGCHLD, SIGINT and SIGTERM write to, so it wakes for exactly those events.
+self-pipe that SIGCHLD, SIGINT and SIGTERM write to, so it wakes for exactly those events
+(and for the `on_tick` callback, which `zmx up` uses to watch the stack come up and to add
+children once it has).
+
+Children stop in groups by `stop_rank`, highest first, each group getting up to
+`stop_timeout` seconds: bots leave before the gateways they trade through, and matchers
+flush their journals last. A child with a `log_path` writes its stdout and stderr to that
+file (appended), not to the supervisor's terminal.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -36,11 +44,15 @@ _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class _Child:
-    __slots__ = ("name", "argv", "process", "started_at", "restart_at", "restart_delay")
+    __slots__ = ("name", "argv", "log_path", "stop_rank", "process", "started_at", "restart_at",
+                 "restart_delay")
 
-    def __init__(self, name: str, argv: list[str], restart_delay: float) -> None:
+    def __init__(self, name: str, argv: list[str], log_path: Path | None, stop_rank: int,
+                 restart_delay: float) -> None:
         self.name = name
         self.argv = argv
+        self.log_path = log_path
+        self.stop_rank = stop_rank
         self.process: subprocess.Popen[bytes] | None = None
         self.started_at = 0.0
         self.restart_at: float | None = None
@@ -64,13 +76,13 @@ class Supervisor:
         self._stop_requested = False
         self._kill_requested = False
 
-    def add(self, name: str, argv: Sequence[str]) -> None:
-        """Register a child to start when `run` is called."""
+    def add(self, name: str, argv: Sequence[str], *, log_path: Path | None = None, stop_rank: int = 0) -> None:
+        """Register a child: started by `run`, or at once when added from `on_tick` while running."""
         if name in self._children:
             raise ValueError(f"a child named {name!r} is already registered")
         if not argv:
             raise ValueError(f"child {name!r} needs a command line")
-        self._children[name] = _Child(name, list(argv), self.restart_delay)
+        self._children[name] = _Child(name, list(argv), log_path, stop_rank, self.restart_delay)
 
     def pids(self) -> dict[str, int]:
         """Return the process id of every running child by name."""
@@ -80,8 +92,12 @@ class Supervisor:
             if child.process is not None and child.process.returncode is None
         }
 
-    def run(self, on_started: Callable[[], None] | None = None) -> int:
-        """Start every child, supervise them until SIGINT or SIGTERM, then stop them all."""
+    def run(self, on_tick: Callable[[], float | None] | None = None) -> int:
+        """Start every child, supervise them until SIGINT or SIGTERM, then stop them all.
+
+        `on_tick` is called once the children are started and then again after as many
+        seconds as it returns, until it returns None.
+        """
         if not self._children:
             raise ValueError("no children to supervise")
         wakeup_read, wakeup_write = os.pipe()
@@ -99,9 +115,7 @@ class Supervisor:
         try:
             for child in self._children.values():
                 self._start(child)
-            if on_started is not None:
-                on_started()
-            self._supervise(wakeup_read)
+            self._supervise(wakeup_read, on_tick)
             self._stop_all(wakeup_read)
         finally:
             self._kill_remaining()
@@ -121,21 +135,38 @@ class Supervisor:
     def _start(self, child: _Child) -> None:
         child.restart_at = None
         child.started_at = time.monotonic()
-        child.process = subprocess.Popen(
-            child.argv,
-            stdin=subprocess.DEVNULL,
-            process_group=0,
-            preexec_fn=_die_with_parent(os.getpid()),
-        )
+        output = None
+        if child.log_path is not None:
+            child.log_path.parent.mkdir(parents=True, exist_ok=True)
+            output = open(child.log_path, "ab")
+        try:
+            child.process = subprocess.Popen(
+                child.argv,
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=output,
+                process_group=0,
+                preexec_fn=_die_with_parent(os.getpid()),
+            )
+        finally:
+            if output is not None:
+                output.close()
         logger.info(
             "started %s", child.name, extra={"child": child.name, "child_pid": child.process.pid}
         )
 
-    def _supervise(self, wakeup_read: int) -> None:
+    def _supervise(self, wakeup_read: int, on_tick: Callable[[], float | None] | None) -> None:
+        next_tick = time.monotonic() if on_tick is not None else None
         while not self._stop_requested:
             now = time.monotonic()
-            for child in self._children.values():
-                if child.restart_at is not None:
+            if next_tick is not None and now >= next_tick:
+                delay = on_tick()
+                next_tick = None if delay is None else time.monotonic() + delay
+                now = time.monotonic()
+            for child in list(self._children.values()):
+                if child.process is None and child.restart_at is None:  # added by on_tick
+                    self._start(child)
+                elif child.restart_at is not None:
                     if now >= child.restart_at:
                         self._start(child)
                 elif child.process is not None and child.process.poll() is not None:
@@ -145,6 +176,8 @@ class Supervisor:
                 for child in self._children.values()
                 if child.restart_at is not None
             ]
+            if next_tick is not None:
+                deadlines.append(next_tick)
             timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
             _wait_for_wakeup(wakeup_read, timeout)
 
@@ -159,9 +192,10 @@ class Supervisor:
         child.restart_delay = min(child.restart_delay * 2, self.max_restart_delay)
         child.restart_at = now + delay
         logger.error(
-            "%s exited unexpectedly; restarting in %.1f s",
+            "%s exited unexpectedly; restarting in %.1f s%s",
             child.name,
             delay,
+            f" (its output: {child.log_path})" if child.log_path is not None else "",
             extra={
                 "child": child.name,
                 "child_pid": process.pid,
@@ -172,21 +206,24 @@ class Supervisor:
         )
 
     def _stop_all(self, wakeup_read: int) -> None:
-        running = [
-            child.process
-            for child in self._children.values()
-            if child.process is not None and child.process.poll() is None
-        ]
-        logger.info("stopping children", extra={"running": [process.pid for process in running]})
-        for process in running:
-            _send(process, signal.SIGTERM)
-        deadline = time.monotonic() + self.stop_timeout
-        while not self._kill_requested:
-            running = [process for process in running if process.poll() is None]
-            remaining = deadline - time.monotonic()
-            if not running or remaining <= 0:
-                break
-            _wait_for_wakeup(wakeup_read, remaining)
+        for rank in sorted({child.stop_rank for child in self._children.values()}, reverse=True):
+            running = [
+                child.process
+                for child in self._children.values()
+                if child.stop_rank == rank and child.process is not None and child.process.poll() is None
+            ]
+            if not running:
+                continue
+            logger.info("stopping children", extra={"running": [process.pid for process in running]})
+            for process in running:
+                _send(process, signal.SIGTERM)
+            deadline = time.monotonic() + self.stop_timeout
+            while not self._kill_requested:
+                running = [process for process in running if process.poll() is None]
+                remaining = deadline - time.monotonic()
+                if not running or remaining <= 0:
+                    break
+                _wait_for_wakeup(wakeup_read, remaining)
 
     def _kill_remaining(self) -> None:
         for child in self._children.values():

@@ -12,10 +12,13 @@ Each migration's SQL is shared by both databases except for a few words, written
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 
 from common.store.backends import StoreError
+
+log = logging.getLogger("zmx.store")
 
 
 @dataclass(frozen=True)
@@ -230,6 +233,8 @@ def migrate(backend, migrations: tuple[Migration, ...] = MIGRATIONS) -> list[int
         for migration in migrations:
             if migration.version in done:
                 continue
+            log.info("applying store migration", extra={"version": migration.version,
+                                                        "description": migration.description})
             for statement in statements(migration, backend.dialect):
                 tx.execute(statement)
             tx.execute("INSERT INTO schema_version (version, description, applied_at) VALUES (%s, %s, %s)",

@@ -56,8 +56,10 @@ def test_up_starts_every_process_serves_orders_and_stops_cleanly(tmp_path: Path)
     up = subprocess.Popen([sys.executable, "-m", "common.cli", "--config", str(config), "up", "--no-demo"],
                           cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
     try:
-        poll_until(lambda: healthy(http_port), 60, "the gateway to report a healthy matcher")
-        token = re.search(rb"admin token +(\S+)", (tmp_path / "up.log").read_bytes()).group(1).decode()
+        banner = poll_until(lambda: re.search(rb"admin token +(\S+)", (tmp_path / "up.log").read_bytes()), 60,
+                            "zmx up to print its banner once every process is ready")
+        assert healthy(http_port)
+        token = banner.group(1).decode()
         admin = {"Authorization": f"Bearer {token}"}
         status, _ = get(http_port, "/api/v1/admin/markets", admin, {"pair": "BTC-USDT", "tick_size": "0.01",
                                                                      "lot_size": "0.001"}, "POST")

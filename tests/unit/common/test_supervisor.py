@@ -34,6 +34,7 @@ def stop(signum, frame):
     open(f"{directory}/{name}-{pid}.stopped", "w").close()
     sys.exit(0)
 signal.signal(signal.SIGTERM, signal.SIG_IGN if mode == "stubborn" else stop)
+print(f"{name} is up", flush=True)
 open(f"{directory}/{name}-{pid}.started", "w").close()
 while True:
     signal.pause()
@@ -41,15 +42,23 @@ while True:
 
 DRIVER = r"""
 import sys
+from pathlib import Path
 import orjson
 from common.logs import setup_logging
 from common.supervisor import Supervisor
 spec = orjson.loads(sys.argv[1])
 setup_logging("info", "supervisor")
 supervisor = Supervisor(**spec["options"])
+for settings in spec["settings"].values():
+    if "log_path" in settings:
+        settings["log_path"] = Path(settings["log_path"])
 for name, argv in spec["children"].items():
-    supervisor.add(name, argv)
-sys.exit(supervisor.run())
+    supervisor.add(name, argv, **spec["settings"].get(name, {}))
+def add_late_children():  # as `zmx up` adds the demo bots once the stack is up
+    for name, argv in spec["late"].items():
+        supervisor.add(name, argv, **spec["settings"].get(name, {}))
+    return None
+sys.exit(supervisor.run(on_tick=add_late_children if spec["late"] else None))
 """
 
 
@@ -75,13 +84,16 @@ class Driver:
 def start_driver(tmp_path: Path, repo_root: Path) -> Iterator[Callable[..., Driver]]:
     drivers: list[Driver] = []
 
-    def start(children: dict[str, str], **options: float) -> Driver:
+    def start(children: dict[str, str], late: dict[str, str] | None = None,
+              settings: dict[str, dict] | None = None, **options: float) -> Driver:
+        def argv(name: str, mode: str) -> list[str]:
+            return [sys.executable, "-c", CHILD, str(tmp_path), name, mode]
+
         spec = {
             "options": options,
-            "children": {
-                name: [sys.executable, "-c", CHILD, str(tmp_path), name, mode]
-                for name, mode in children.items()
-            },
+            "children": {name: argv(name, mode) for name, mode in children.items()},
+            "late": {name: argv(name, mode) for name, mode in (late or {}).items()},
+            "settings": settings or {},
         }
         log_path = tmp_path / "supervisor.log"
         environment = dict(os.environ, PYTHONPATH=str(repo_root))
@@ -237,6 +249,27 @@ def test_children_are_stopped_when_the_supervisor_is_killed(
         lambda: driver.pids("alpha", "stopped") and driver.pids("beta", "stopped"),
         what="orphaned children to get SIGTERM",
     )
+
+
+def test_children_stop_by_rank_highest_first_and_write_to_their_log_files(
+    start_driver: Callable[..., Driver], wait_until: Callable[..., object], tmp_path: Path
+) -> None:
+    """A bot (rank 2) stops before the gateway (1), which stops before the matcher (0)."""
+    driver = start_driver(
+        {"matcher": "slow", "gateway": "slow"}, late={"bot": "slow"},
+        settings={"matcher": {"stop_rank": 0, "log_path": str(tmp_path / "logs" / "matcher.log")},
+                  "gateway": {"stop_rank": 1}, "bot": {"stop_rank": 2}})
+    wait_until(lambda: all(driver.pids(name) for name in ("matcher", "gateway", "bot")),
+               what="every child, including the one added by on_tick")
+
+    driver.process.send_signal(signal.SIGTERM)
+
+    assert driver.process.wait(timeout=15) == 0
+    stopped_at = {name: next(tmp_path.glob(f"{name}-*.stopped")).stat().st_mtime_ns
+                  for name in ("bot", "gateway", "matcher")}
+    assert stopped_at["bot"] < stopped_at["gateway"] < stopped_at["matcher"]
+    assert (tmp_path / "logs" / "matcher.log").read_text() == "matcher is up\n"
+    assert b"matcher is up" not in driver.log_path.read_bytes()
 
 
 def test_refuses_duplicate_names_and_empty_commands() -> None:
