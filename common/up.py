@@ -40,6 +40,7 @@ _BOT_RANK, _SERVICE_RANK, _MATCHER_RANK = 2, 1, 0
 _PROGRESS_FIELDS = ("records", "replayed", "journal_seq", "version", "shard_id")
 _TICK_SECONDS = 0.25
 _SLOW_START_SECONDS = 60.0
+_BOT_START_SECONDS = 30.0  # the banner does not wait longer for the demo market maker's quotes
 
 
 def run_up(config: Config, config_path: str | None, demo: bool) -> int:
@@ -100,6 +101,7 @@ class Startup:
         self.watched: dict[str, _Watched] = {}
         self.recorder_shards: set[int] = set()
         self.demo_setup = None
+        self.demo_started: float | None = None
         self.started = time.monotonic()
         self.terminal = sys.stdout.isatty()
         self.shown = ""
@@ -125,11 +127,19 @@ class Startup:
         for watched in self.watched.values():
             if not watched.ready:
                 self._update(watched)
-        if all(watched.ready for watched in self.watched.values()):
+        waiting = [watched for watched in self.watched.values() if not watched.ready]
+        if not waiting:
             if self.demo and self.demo_setup is None:
                 self._start_demo()
                 return _TICK_SECONDS
             self._finish()
+            return None
+        if self.demo_started is not None and time.monotonic() - self.demo_started > _BOT_START_SECONDS and all(
+                watched.name.startswith("bot-") for watched in waiting):
+            self._finish()
+            self._print("warning: " + ", ".join(
+                f"{watched.name} is not ready yet ({watched.status}; output in {watched.log_path})"
+                for watched in waiting))
             return None
         self._show()
         return _TICK_SECONDS
@@ -189,6 +199,7 @@ class Startup:
             logger.error("demo not started: %s", error)
             self.demo = False
             return
+        self.demo_started = time.monotonic()
         setup = self.demo_setup
         for role, key_file in (("market-maker", setup.market_maker_key_file), ("taker", setup.taker_key_file)):
             self._add(f"bot-{role}", ["bot", role, "--key-file", str(key_file), "--pair", setup.pair], _BOT_RANK)
