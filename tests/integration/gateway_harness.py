@@ -75,7 +75,7 @@ class HttpClient:
         return Response(response.status, {name.lower(): value for name, value in response.getheaders()}, data)
 
     def signed_headers(self, method: str, target: str, body: bytes, timestamp: int | None = None) -> dict[str, str]:
-        timestamp = int(time.time() * 1000) if timestamp is None else timestamp
+        timestamp = _fresh_timestamp() if timestamp is None else timestamp
         message = f"{timestamp}{method}{target}".encode() + body
         signature = hmac.new(self.api_secret.encode(), message, hashlib.sha256).hexdigest()
         return {"X-API-Key": self.api_key, "X-Timestamp": str(timestamp), "X-Signature": signature,
@@ -212,3 +212,15 @@ class GatewayProcess:
             return Path(self.log_path).read_text(errors="replace")
         except FileNotFoundError:
             return "(no log)"
+
+
+_last_timestamp = 0
+
+
+def _fresh_timestamp() -> int:
+    """Milliseconds, never the same twice in this process: two identical requests signed in
+    the same millisecond would have the same signature, and the second is refused as a replay
+    (docs/rest-api.md); a real client signs each request with a fresh timestamp too."""
+    global _last_timestamp
+    _last_timestamp = max(int(time.time() * 1000), _last_timestamp + 1)
+    return _last_timestamp
