@@ -79,5 +79,6 @@ class StaticFile:
         if content_type is None or ".." in file.parts:
             raise ApiError(RejectCode.NOT_FOUND, f"no such file: {path[:80]}")
         self._files(req, resp)
-        resp.content_type = content_type
+        if resp.status_code != 304:  # a 304 has no body, so no type
+            resp.content_type = content_type
         resp.set_header("Cache-Control", IMMUTABLE if path.startswith(IMMUTABLE_PREFIX) else REVALIDATE)
