@@ -9,7 +9,9 @@ auto-retrying `expect`, bounded by a deadline.
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -55,16 +57,19 @@ def browser() -> Iterator[Any]:
 def page(browser: Any, stack: UpStack) -> Iterator[Any]:
     """A fresh page; fails the test if the page logged an error or threw.
 
-    API refusals are part of the test (the page shows them), so Chromium's "Failed to load
-    resource" lines for /api/v1/ answers are not errors here; any other resource's are.
+    API refusals and a feed restart are part of the test, so Chromium's "Failed to load
+    resource" lines for /api/v1/ answers and its refused WebSocket connections are not
+    errors here; any other resource's are.
     """
     context = browser.new_context(viewport={"width": 1500, "height": 950})
     page = context.new_page()
     problems: list[str] = []
 
     def on_console(message: Any) -> None:
-        refusal = message.text.startswith("Failed to load resource") and "/api/v1/" in message.location["url"]
-        if message.type == "error" and not refusal:
+        text, url = message.text, message.location["url"]
+        expected = ((text.startswith("Failed to load resource") and "/api/v1/" in url)
+                    or (text.startswith("WebSocket connection to") and "ERR_CONNECTION_REFUSED" in text))
+        if message.type == "error" and not expected:
             problems.append(f"{message.text} ({message.location['url']})")
 
     page.on("console", on_console)
@@ -91,6 +96,13 @@ def place(client: HttpClient, pair: str, side: str, price: str, quantity: str) -
                                                                "price": price, "quantity": quantity})
     assert placed.status == 201, placed
     return placed.json["data"]
+
+
+def kill_feed(stack: UpStack) -> None:
+    """SIGKILL the stack's feed process; `zmx up` starts it again."""
+    feeds = [child for child in stack.children() if child.cmdline()[-1:] == ["feed"]]
+    assert len(feeds) == 1, feeds
+    os.kill(feeds[0].pid, signal.SIGKILL)
 
 
 def level(page: Any, side: str, price: str) -> Any:
@@ -171,6 +183,25 @@ def test_the_page_follows_the_book_and_trades_live_and_places_orders_from_its_ti
     expect(newest_trade.locator(".quantity")).to_have_text("0.100")
     expect(level(page, "asks", "101.00")).to_have_text("1.400")
 
+    # The user's own orders and fills arrive on the feed's private channels, also after the
+    # feed restarts (the page reconnects, subscribes and signs in again).
+    user_client = HttpClient(stack.http_port, user["api_key"], user["api_secret"])
+    place(user_client, "BTC-USDT", "sell", "100.50", "0.200")  # the best ask
+    expect(page.locator("#open-orders tr", has_text="100.50")).to_contain_text("NEW")
+    with page.expect_websocket():
+        kill_feed(stack)
+    expect(page.locator("#feed-status")).to_have_attribute("data-state", "live")
+    place(taker_client, "BTC-USDT", "buy", "100.50", "0.200")
+    expect(page.locator("#open-orders tr", has_text="100.50")).to_have_count(0)
+    expect(page.locator("#fills tr").first).to_contain_text("maker")
+    expect(page.locator("#fills tr").first).to_contain_text("0.200")
+    expect(level(page, "asks", "100.50")).to_have_count(0)
+    expect(newest_trade.locator(".price")).to_have_text("100.50")
+
+    # A click on a level prices the ticket.
+    page.click('#bids .level[data-price="99.50"]')
+    expect(page.locator("#order-price")).to_have_value("99.50")
+
     # The interval switch asks REST for other candles and follows that interval's channel.
     with page.expect_response(lambda response: "/candles?interval=5m" in response.url) as candles:
         page.click('#intervals button[data-interval="5m"]')
@@ -184,8 +215,8 @@ def test_the_page_follows_the_book_and_trades_live_and_places_orders_from_its_ti
     expect(page.locator("#trades .trade")).to_have_count(0)
     assert page.evaluate("location.hash") == "#ETH-USDT"
 
-    maker_client.close()
-    taker_client.close()
+    for client in (maker_client, taker_client, user_client):
+        client.close()
 
 
 def test_book_gaps_and_feed_overrides_in_the_page_modules(stack: UpStack, page: Any) -> None:
