@@ -122,7 +122,8 @@ def test_the_page_follows_the_book_and_trades_live_and_places_orders_from_its_ti
     place(maker_client, "BTC-USDT", "sell", "101.00", "2.000")
     place(maker_client, "ETH-USDT", "sell", "20.50", "3.000")
 
-    # The page loads with the book as it stands.
+    # The page `zmx up` names loads with the book as it stands.
+    assert f"market page http://127.0.0.1:{stack.http_port}/\n" in stack.log_text()
     page.goto(f"http://127.0.0.1:{stack.http_port}/#BTC-USDT")
     expect(page.locator("#feed-status")).to_have_attribute("data-state", "live")
     expect(page.locator("#market-select")).to_have_value("BTC-USDT")
