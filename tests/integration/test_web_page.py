@@ -9,6 +9,7 @@ auto-retrying `expect`, bounded by a deadline.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -22,6 +23,7 @@ from playwright.sync_api import expect, sync_playwright
 from tests.ci import skip_or_fail
 from tests.integration.gateway_harness import HttpClient
 from tests.integration.up_harness import UpStack
+from tests.polling import poll_until
 
 pytestmark = pytest.mark.integration
 
@@ -79,11 +81,17 @@ def page(browser: Any, stack: UpStack) -> Iterator[Any]:
     assert not problems, problems
 
 
-def create_trader(stack: UpStack, username: str) -> dict[str, Any]:
+def create_market(stack: UpStack, pair: str) -> None:
+    status, created = stack.request("POST", "/api/v1/admin/markets",
+                                    {"pair": pair, "tick_size": "0.01", "lot_size": "0.001"}, stack.admin)
+    assert status == 201, created
+
+
+def create_trader(stack: UpStack, username: str, assets: tuple[str, ...] = ("BTC", "ETH")) -> dict[str, Any]:
     status, created = stack.request("POST", "/api/v1/admin/traders", {"username": username}, stack.admin)
     assert status == 201, created
     trader = created["data"]
-    for asset, amount in (("USDT", "100000"), ("BTC", "100"), ("ETH", "1000")):
+    for asset, amount in (("USDT", "100000"), *((asset, "100") for asset in assets)):
         status, deposited = stack.request("POST", "/api/v1/admin/deposits",
                                           {"trader_id": trader["trader_id"], "asset": asset, "amount": amount},
                                           stack.admin)
@@ -112,9 +120,7 @@ def level(page: Any, side: str, price: str) -> Any:
 def test_the_page_follows_the_book_and_trades_live_and_places_orders_from_its_ticket(stack: UpStack,
                                                                                      page: Any) -> None:
     for pair in ("BTC-USDT", "ETH-USDT"):
-        status, created = stack.request("POST", "/api/v1/admin/markets",
-                                        {"pair": pair, "tick_size": "0.01", "lot_size": "0.001"}, stack.admin)
-        assert status == 201, created
+        create_market(stack, pair)
     maker, taker, user = (create_trader(stack, name) for name in ("maker", "taker", "webuser"))
     maker_client = HttpClient(stack.http_port, maker["api_key"], maker["api_secret"])
     taker_client = HttpClient(stack.http_port, taker["api_key"], taker["api_secret"])
@@ -250,3 +256,50 @@ def test_book_gaps_and_feed_overrides_in_the_page_modules(stack: UpStack, page: 
     assert results["sameHost"] == {"url": "ws://127.0.0.1:9999/ws", "warning": None}
     assert results["foreign"]["url"] == "ws://127.0.0.1:8001/ws"
     assert "ignored ?ws=wss://evil.example/ws" in results["foreign"]["warning"]
+
+
+def test_a_missed_book_diff_makes_the_page_resubscribe_for_a_fresh_snapshot(stack: UpStack, page: Any) -> None:
+    """Between the feed and the page, one diff is dropped: the next one does not chain, so the
+    page asks for a new snapshot (unsubscribe, subscribe) and ends with the matcher's book."""
+    create_market(stack, "GAP-USDT")
+    maker = create_trader(stack, "gapmaker", ("GAP",))
+    client = HttpClient(stack.http_port, maker["api_key"], maker["api_secret"])
+    channel = "orderbook.GAP-USDT.100"
+    relay: dict[str, Any] = {"drop": False, "dropped": [], "sent": []}
+
+    def route(socket: Any) -> None:
+        server = socket.connect_to_server()
+
+        def from_server(frame: str) -> None:
+            message = json.loads(frame)
+            if relay["drop"] and message.get("channel") == channel and message.get("type") == "diff":
+                relay["drop"] = False
+                relay["dropped"].append(message)
+                return
+            socket.send(frame)
+
+        def from_page(frame: str) -> None:
+            relay["sent"].append(json.loads(frame))
+            server.send(frame)
+
+        server.on_message(from_server)
+        socket.on_message(from_page)
+
+    page.route_web_socket(re.compile(r".*/ws$"), route)
+    place(client, "GAP-USDT", "buy", "10.00", "1.000")
+    page.goto(f"http://127.0.0.1:{stack.http_port}/#GAP-USDT")
+    expect(level(page, "bids", "10.00")).to_have_text("1.000")
+
+    relay["drop"] = True
+    place(client, "GAP-USDT", "buy", "10.10", "1.000")
+    # Route handlers run while Playwright is called: a cheap call per poll lets them.
+    poll_until(lambda: page.evaluate("true") and relay["dropped"], WAIT_MS / 1000, "the relay to drop a diff")
+    expect(level(page, "bids", "10.10")).to_have_count(0)
+    place(client, "GAP-USDT", "buy", "10.20", "0.500")
+
+    expect(level(page, "bids", "10.20")).to_have_text("0.500")
+    expect(level(page, "bids", "10.10")).to_have_text("1.000")
+    expect(level(page, "bids", "10.00")).to_have_text("1.000")
+    requests = [message for message in relay["sent"] if channel in message.get("channels", ())]
+    assert [message["op"] for message in requests] == ["subscribe", "unsubscribe", "subscribe"], requests
+    client.close()

@@ -213,6 +213,10 @@ export class Account {
 
   async place() {
     const e = this.elements;
+    if (!this.market) {
+      show(e.orderMessage, "No market selected.", true);
+      return;
+    }
     const body = { pair: this.market.pair, side: this.side, type: e.type.value, quantity: e.quantity.value.trim() };
     if (body.type === "limit") body.price = e.price.value.trim();
     show(e.orderMessage, "Sending…");

@@ -29,6 +29,7 @@ const state = {
   interval: "1m",
   book: new Book(),
   trades: new Map(),
+  resyncing: false,       // a gap was seen: diffs are ignored until the fresh snapshot
   tradesShown: false,     // the first REST page is in: later trades flash as they arrive
   candlesLoaded: false,
   pendingCandle: null,    // the feed's current candle, held until the REST history is drawn
@@ -89,12 +90,17 @@ const candleChart = new CandleChart($("candles"));
 // ---------------------------------------------------------------- order book
 
 function onBook(message) {
-  if (state.book.apply(message) === "gap") {
-    // A missed diff: ask for a fresh snapshot rather than show a wrong book.
-    $("book-seq").textContent = "resyncing…";
-    feed.resubscribe(message.channel);
+  const applied = state.book.apply(message);
+  if (applied === "gap") {
+    // A missed diff: ask for a fresh snapshot (once) rather than show a wrong book.
+    if (!state.resyncing) {
+      state.resyncing = true;
+      $("book-seq").textContent = "resyncing…";
+      feed.resubscribe(message.channel);
+    }
     return;
   }
+  if (applied === "snapshot") state.resyncing = false;
   if (state.bookScheduled) return;
   state.bookScheduled = true;
   requestAnimationFrame(() => {
@@ -267,6 +273,7 @@ function selectMarket(pair) {
   history.replaceState(null, "", `#${pair}`);
   document.title = `${pair} · zmx`;
   state.book.clear();
+  state.resyncing = false;
   state.trades.clear();
   state.tradesShown = false;
   renderBook();

@@ -117,12 +117,12 @@ export class Feed {
     }
     for (const channel of this.privateChannels) this.handlers.delete(channel);
     this.privateChannels.clear();
+    this.privatePending = false;
     this.credentials = null;
   }
 
   async onOpen(socket) {
     if (socket !== this.socket) return;
-    this.failures = 0;
     this.callbacks.onState("live", this.url);
     if (this.publicChannels.size) this.send({ op: "subscribe", channels: [...this.publicChannels] });
     if (this.opened) this.callbacks.onReconnect();
@@ -144,6 +144,7 @@ export class Feed {
         this.send({ op: "subscribe", channels: [...this.privateChannels] });
       }
     } else if (message.op === "subscribed") {
+      this.failures = 0;  // the feed serves us (one that accepts and then drops us gets slower retries)
       const channels = new Set(message.channels);
       if (this.privatePending && [...this.privateChannels].every((channel) => channels.has(channel))) {
         this.privatePending = false;
