@@ -215,6 +215,14 @@ def test_the_page_follows_the_book_and_trades_live_and_places_orders_from_its_ti
     assert candles.value.status == 200
     expect(page.locator('#intervals button[data-interval="5m"]')).to_have_attribute("aria-pressed", "true")
 
+    # The key is kept for the tab: a reload signs in again; "Forget key" drops it.
+    page.reload()
+    expect(page.locator("#whoami")).to_contain_text("webuser")
+    expect(page.locator("#open-orders tr")).to_have_count(0)
+    page.click("#forget-key")
+    expect(page.locator("#key-form")).to_be_visible()
+    assert page.evaluate("sessionStorage.length") == 0
+
     # The market selector switches the whole page to another book.
     page.select_option("#market-select", "ETH-USDT")
     expect(level(page, "asks", "20.50")).to_have_text("3.000")

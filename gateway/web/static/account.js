@@ -196,7 +196,9 @@ export class Account {
 
   scheduleBalances() {
     clearTimeout(this.balanceTimer);
-    this.balanceTimer = setTimeout(() => this.refreshBalances(), BALANCE_REFRESH_MS);
+    this.balanceTimer = setTimeout(() => {
+      this.refreshBalances().catch((error) => show(this.elements.orderMessage, `Cannot load balances: ${error}`, true));
+    }, BALANCE_REFRESH_MS);
   }
 
   /** Balances come from REST: it sums every matcher shard, which one shard's event cannot. */
