@@ -406,7 +406,7 @@ def _public_feed_url(value: Any) -> str:
     if url.startswith("/") and not url.startswith("//"):
         return url  # a path on the web page's own host, for a proxy that routes it to the feed
     parts = urlsplit(url)
-    parts.port  # noqa: B018 (raises ValueError for a port that is not a number in 0..65535)
+    parts.port  # urllib raises ValueError here for a port that is not a number in 0..65535
     if parts.scheme not in ("ws", "wss") or not parts.hostname:
         raise ValueError(f"must be a ws:// or wss:// URL, or a path such as /ws on the web page's host; got {url!r}")
     return url
