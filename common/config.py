@@ -59,6 +59,7 @@ TOML shape (every key optional; see docs/configuration.md)::
     max_frame_bytes = 4096
     max_messages_per_second = 20
     key_recheck_seconds = 10.0
+    public_url = "wss://example.com/ws"  # how browsers reach the feed (the web page); optional
 
     [[shards]]
     shard_id = 0
@@ -178,6 +179,8 @@ class FeedConfig:
     max_frame_bytes: int = 4096
     max_messages_per_second: int = 20
     key_recheck_seconds: float = 10.0
+    # The feed's URL as browsers see it (behind a proxy); None: ws://<page's host>:<ws_port>/ws.
+    public_url: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -396,6 +399,19 @@ def _origins(value: Any) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _public_feed_url(value: Any) -> str:
+    url = _text(value)
+    if any(character.isspace() or character in '"<>\\' for character in url):
+        raise ValueError(f"must be a URL without spaces, quotes or angle brackets, got {url!r}")
+    if url.startswith("/") and not url.startswith("//"):
+        return url  # a path on the web page's own host, for a proxy that routes it to the feed
+    parts = urlsplit(url)
+    parts.port  # urllib raises ValueError here for a port that is not a number in 0..65535
+    if parts.scheme not in ("ws", "wss") or not parts.hostname:
+        raise ValueError(f"must be a ws:// or wss:// URL, or a path such as /ws on the web page's host; got {url!r}")
+    return url
+
+
 def _path(value: Any) -> Path:
     return Path(_text(value))
 
@@ -491,6 +507,7 @@ _SECTION_FIELDS: dict[str, dict[str, _Field]] = {
         "max_frame_bytes": _Field("int", _int_at_least(256, 1 << 20)),
         "max_messages_per_second": _Field("int", _int_at_least(1)),
         "key_recheck_seconds": _Field("float", _positive_seconds),
+        "public_url": _Field("optional_text", _public_feed_url),
     },
 }
 _SHARD_FIELDS: dict[str, _Field] = {
@@ -518,6 +535,7 @@ _ENVIRONMENT: dict[str, tuple[str | None, str]] = {
     "ZMX_GATEWAY_HOST": ("gateway", "host"),
     "ZMX_ALLOW_KEY_ONLY": ("gateway", "allow_key_only"),
     "ZMX_FEED_HOST": ("feed", "host"),
+    "ZMX_FEED_PUBLIC_URL": ("feed", "public_url"),
 }
 
 ENVIRONMENT_VARIABLES: tuple[str, ...] = tuple(_ENVIRONMENT)

@@ -25,7 +25,7 @@ from gateway.metrics import Metrics
 from gateway.middleware import GuardMiddleware, RequestMiddleware
 from gateway.openapi import build_document
 from gateway.ratelimit import Counters, RateLimiter, ReplayGuard, SharedCounters, StoreCounters
-from gateway.resources import account, admin, docs, public
+from gateway.resources import account, admin, docs, public, web
 from gateway.services import Services
 
 API = "/api/v1"
@@ -91,6 +91,8 @@ def build(config: Config, engine_client, store, *, admin_token: str | None = Non
         ("/openapi.json", openapi),
         ("/docs", docs.SwaggerUi()),
         ("/docs/{filename}", docs.SwaggerAsset()),
+        ("/", web.MarketPage(config)),
+        ("/static/{path:path}", web.StaticFile()),
         (f"{API}/time", public.ServerTime()),
         (f"{API}/exchange-info", public.ExchangeInfo(services)),
         (f"{API}/markets", public.Markets(services)),

@@ -459,6 +459,10 @@ def test_feed_section_defaults_toml_and_environment(tmp_path):
         ("[feed]\nkey_recheck_seconds = -1\n", {}, "feed.key_recheck_seconds: must be a positive"),
         ("[feed]\nmax_conections = 1\n", {}, "unknown key 'feed.max_conections'"),
         ("", {"ZMX_FEED_HOST": "a b"}, "ZMX_FEED_HOST: feed.host: must be a host name"),
+        ('[feed]\npublic_url = "http://example.com/ws"\n', {}, "feed.public_url: must be a ws:// or wss:// URL"),
+        ('[feed]\npublic_url = "//elsewhere.example/ws"\n', {}, "feed.public_url: must be a ws:// or wss://"),
+        ('[feed]\npublic_url = "wss://example.com:99999/ws"\n', {}, "feed.public_url: Port out of range"),
+        ("", {"ZMX_FEED_PUBLIC_URL": 'wss://x/"><script>'}, "ZMX_FEED_PUBLIC_URL: feed.public_url: must be a URL"),
     ],
 )
 def test_feed_mistakes_name_the_key(tmp_path, document, env, message):
@@ -466,3 +470,12 @@ def test_feed_mistakes_name_the_key(tmp_path, document, env, message):
     path.write_text(document)
     with pytest.raises(ConfigError, match=message):
         load_config(path, env=env)
+
+
+@pytest.mark.parametrize("url", ["wss://feed.example.com/ws", "ws://10.0.0.5:8001/ws", "/ws", "/market/feed"])
+def test_feed_public_url_is_a_websocket_url_or_a_path_on_the_pages_host(tmp_path, url):
+    path = tmp_path / "zmx.toml"
+    path.write_text(f'[feed]\npublic_url = "{url}"\n')
+    assert load_config(path, env={}).feed.public_url == url
+    assert load_config(env={"ZMX_FEED_PUBLIC_URL": url}).feed.public_url == url
+    assert load_config(env={"ZMX_FEED_PUBLIC_URL": ""}).feed.public_url is None

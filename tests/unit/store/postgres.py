@@ -14,7 +14,7 @@ import os
 import secrets
 from collections.abc import Iterator
 
-import pytest
+from tests.ci import skip_or_fail
 
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -29,14 +29,7 @@ def _connect(url: str):
     try:
         return psycopg.connect(url, autocommit=True, connect_timeout=3)
     except psycopg.OperationalError as error:
-        message = f"PostgreSQL at {url} is unreachable: {error}".strip()
-        if _in_ci():
-            pytest.fail(f"{message} (CI=true: the PostgreSQL tests must run, not skip)")
-        pytest.skip(message)
-
-
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+        skip_or_fail(f"PostgreSQL at {url} is unreachable: {error}".strip())
 
 
 def schema_url(url: str, schema: str) -> str:
