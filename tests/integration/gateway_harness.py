@@ -163,19 +163,25 @@ class GatewayProcess:
         self._clients.append(client)
         return client
 
-    def clients_on_distinct_workers(self, count: int = 2, attempts: int = 200) -> list[HttpClient]:
-        """Return `count` connections, each served by a different worker."""
+    def clients_on_distinct_workers(self, count: int = 2, timeout: float = 30.0) -> list[HttpClient]:
+        """Return `count` connections, each served by a different worker.
+
+        Which worker accepts a connection is up to the kernel and to which workers have
+        booted, so on a loaded machine this may take a while: it tries until the deadline.
+        """
         by_pid: dict[int, HttpClient] = {}
-        for _ in range(attempts):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
             client = self.client()
             pid = client.worker_pid()
             if pid in by_pid:
                 client.close()
+                time.sleep(0.01)
             else:
                 by_pid[pid] = client
             if len(by_pid) == count:
                 return list(by_pid.values())
-        raise HarnessError(f"connections reached only workers {sorted(by_pid)}")
+        raise HarnessError(f"connections reached only workers {sorted(by_pid)} in {timeout} s")
 
     def create_trader(self, username: str, deposits: dict[str, str] | None = None) -> dict[str, Any]:
         admin = self.client()
