@@ -2,7 +2,12 @@
 
 Requests carry an id; the reply with that id is returned, replies to other ids are kept
 for whoever asks for them, and unsolicited account events (bot sockets) are queued in
-`events`. A request that times out is never resent: the caller decides.
+`events`. A request that times out is never resent: the caller decides. Rejects raise the
+`common.errors` class for their code (all are `MatcherError`, which is `ZmxError`).
+
+Other sockets can be served while the client waits (`watch`): the SDK's bot client reads
+its socket monitor and its market-data SUB that way, so neither falls behind during a
+request.
 """
 
 from __future__ import annotations
@@ -10,25 +15,23 @@ from __future__ import annotations
 import itertools
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import zmq
 
 from common import protocol
+from common.errors import OutcomeUnknown, ZmxError, error_from_wire
+
+# The matcher refused a request: the class of every reject (its subclasses say which kind).
+MatcherError = ZmxError
 
 
-class MatcherError(Exception):
-    """The matcher refused a request; `code` is the RejectCode name."""
-
-    def __init__(self, code: str, message: str, details: dict | None = None) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
-        self.details = details or {}
-
-
-class MatcherTimeout(Exception):
+class MatcherTimeout(OutcomeUnknown):
     """No reply within the timeout; the request may or may not have been executed."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("TIMEOUT", message)
 
 
 class MatcherClient:
@@ -40,25 +43,42 @@ class MatcherClient:
         timeout: float = 5.0,
         context: zmq.Context | None = None,
         curve: tuple[bytes, bytes, bytes] | None = None,
+        immediate: bool = False,
+        monitor: bool = False,
     ) -> None:
-        """Connect; `curve` is (server_public, client_public, client_secret), Z85 bytes."""
+        """Connect; `curve` is (server_public, client_public, client_secret), Z85 bytes.
+
+        `immediate` queues requests only on a completed connection (after the CURVE
+        handshake), so nothing sent while the matcher is away is delivered late to its
+        next incarnation; `monitor` opens `self.monitor`, the socket's event monitor,
+        before connecting so that no event is missed.
+        """
         self.context = context or zmq.Context.instance()
         self.socket = self.context.socket(zmq.DEALER)
         self.socket.setsockopt(zmq.LINGER, 0)
         self.socket.setsockopt(zmq.SNDHWM, 100_000)
         self.socket.setsockopt(zmq.RCVHWM, 100_000)
+        if immediate:
+            self.socket.setsockopt(zmq.IMMEDIATE, 1)
         if curve is not None:
             server_public, client_public, client_secret = curve
             self.socket.setsockopt(zmq.CURVE_SERVERKEY, server_public)
             self.socket.setsockopt(zmq.CURVE_PUBLICKEY, client_public)
             self.socket.setsockopt(zmq.CURVE_SECRETKEY, client_secret)
+        self.monitor: zmq.Socket | None = self.socket.get_monitor_socket() if monitor else None
         self.socket.connect(endpoint)
+        self.endpoint = endpoint
         self.timeout = timeout
         self.events: deque[dict[str, Any]] = deque()
         self._pending: dict[Any, dict[str, Any]] = {}
         self._ids = itertools.count(1)
+        self._watched: list[tuple[zmq.Socket, Callable[[], bool]]] = []
+        self._poller: zmq.Poller | None = None
 
     def close(self) -> None:
+        if self.monitor is not None:
+            self.socket.disable_monitor()
+            self.monitor.close()
         self.socket.close()
 
     def __enter__(self) -> "MatcherClient":
@@ -66,6 +86,14 @@ class MatcherClient:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+    def watch(self, socket: zmq.Socket, handler: Callable[[], bool]) -> None:
+        """Call `handler()` whenever `socket` is readable while this client waits (see `serve`)."""
+        if self._poller is None:
+            self._poller = zmq.Poller()
+            self._poller.register(self.socket, zmq.POLLIN)
+        self._poller.register(socket, zmq.POLLIN)
+        self._watched.append((socket, handler))
 
     def send(self, op: str, **fields: Any) -> int:
         """Send a request without waiting; return its id."""
@@ -77,12 +105,38 @@ class MatcherClient:
         """Send arbitrary frames (for protocol tests)."""
         self.socket.send_multipart(list(frames))
 
+    def serve(self, timeout: float) -> dict[str, Any] | None:
+        """Wait up to `timeout` s for one frame from the matcher, serving the watched sockets.
+
+        Return the decoded frame, or None when the time is up or a watched socket's handler
+        returned True (it has news for the caller).
+        """
+        if self._poller is None:
+            if not self.socket.poll(max(0, int(timeout * 1000))):
+                return None
+            return protocol.decode_reply(self.socket.recv())
+        deadline = time.monotonic() + timeout
+        while True:
+            ready = dict(self._poller.poll(max(0, int((deadline - time.monotonic()) * 1000))))
+            if self.socket in ready:
+                return protocol.decode_reply(self.socket.recv())
+            news = False
+            for socket, handler in self._watched:
+                if socket in ready and handler():
+                    news = True
+            if news or time.monotonic() >= deadline:
+                return None
+
     def receive(self, timeout: float | None = None) -> dict[str, Any]:
         """Return the next frame from the matcher, decoded; raise MatcherTimeout."""
-        wait_ms = int((self.timeout if timeout is None else timeout) * 1000)
-        if not self.socket.poll(wait_ms):
-            raise MatcherTimeout(f"no message within {wait_ms} ms")
-        return protocol.decode_reply(self.socket.recv())
+        wait = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + wait
+        while True:
+            message = self.serve(max(0.0, deadline - time.monotonic()))
+            if message is not None:
+                return message
+            if time.monotonic() >= deadline:
+                raise MatcherTimeout(f"no message within {int(wait * 1000)} ms")
 
     def wait(self, request_id: int, timeout: float | None = None) -> dict[str, Any]:
         """Return the reply envelope for `request_id`, queueing anything else that arrives."""
@@ -93,7 +147,9 @@ class MatcherClient:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise MatcherTimeout(f"no reply to request {request_id}")
-            message = self.receive(remaining)
+            message = self.serve(remaining)
+            if message is None:
+                continue
             if "id" not in message:
                 self.events.append(message)
             elif message["id"] == request_id:
@@ -102,9 +158,8 @@ class MatcherClient:
                 self._pending[message["id"]] = message
 
     def request(self, op: str, timeout: float | None = None, **fields: Any) -> Any:
-        """Send a request and return its `data`; raise MatcherError on a reject."""
+        """Send a request and return its `data`; raise the reject's ZmxError subclass."""
         reply = self.wait(self.send(op, **fields), timeout)
         if not reply["ok"]:
-            error = reply["error"]
-            raise MatcherError(error["code"], error["message"], error.get("details"))
+            raise error_from_wire(reply["error"])
         return reply["data"]
