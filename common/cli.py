@@ -6,6 +6,7 @@
     zmx [--config PATH] recorder [--shard N] the history recorder (every shard by default)
     zmx [--config PATH] gateway [--workers N] the REST gateway (gunicorn)
     zmx [--config PATH] admin ACTION ...    traders, keys, deposits, markets (see gateway/admin_cli.py)
+    zmx [--config PATH] bot BOT --key-file FILE --pair PAIR  a demo bot (see common/bots/cli.py)
     zmx [--config PATH] config              the effective configuration as JSON
 
 A configuration error prints one line, `zmx: configuration error: ...`, and exits with 2.
@@ -19,6 +20,7 @@ from collections.abc import Sequence
 
 import orjson
 
+from common.bots.cli import add_bot_parser, run_bot
 from common.config import Config, ConfigError, config_as_dict, load_config
 from common.logs import setup_logging
 from gateway.admin_cli import add_admin_parser, run_admin
@@ -78,6 +80,9 @@ def _parser() -> argparse.ArgumentParser:
     add_admin_parser(commands)
     commands.choices["admin"].set_defaults(command=_admin)
 
+    add_bot_parser(commands)
+    commands.choices["bot"].set_defaults(command=_bot)
+
     recorder = commands.add_parser("recorder", help="record the matchers' history into the store")
     _add_shard_option(recorder, "shard id to record (default: every configured shard)")
     recorder.set_defaults(command=_recorder)
@@ -126,6 +131,11 @@ def _gateway(config: Config, arguments: argparse.Namespace) -> int:
 def _admin(config: Config, arguments: argparse.Namespace) -> int:
     setup_logging(config.log_level, "admin")
     return run_admin(config, arguments)
+
+
+def _bot(config: Config, arguments: argparse.Namespace) -> int:
+    setup_logging(config.log_level, f"bot-{arguments.bot}")
+    return run_bot(config, arguments)
 
 
 def _recorder(config: Config, arguments: argparse.Namespace) -> int:

