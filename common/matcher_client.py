@@ -23,6 +23,8 @@ import zmq
 from common import protocol
 from common.errors import OutcomeUnknown, ZmxError, error_from_wire
 
+_MONITOR_NUMBERS = itertools.count(1)
+
 # The matcher refused a request: the class of every reject (its subclasses say which kind).
 MatcherError = ZmxError
 
@@ -65,12 +67,18 @@ class MatcherClient:
             self.socket.setsockopt(zmq.CURVE_SERVERKEY, server_public)
             self.socket.setsockopt(zmq.CURVE_PUBLICKEY, client_public)
             self.socket.setsockopt(zmq.CURVE_SECRETKEY, client_secret)
-        self.monitor: zmq.Socket | None = self.socket.get_monitor_socket() if monitor else None
+        # pyzmq's default monitor address is named after the socket's descriptor, which a
+        # socket made right after this one is closed may reuse before libzmq unbinds it.
+        self.monitor: zmq.Socket | None = None
+        if monitor:
+            self.monitor = self.socket.get_monitor_socket(addr=f"inproc://zmx-monitor-{next(_MONITOR_NUMBERS)}")
         self.socket.connect(endpoint)
         self.endpoint = endpoint
         self.timeout = timeout
         self.events: deque[dict[str, Any]] = deque()
+        self.late_replies = 0  # replies that came after their request was given up
         self._pending: dict[Any, dict[str, Any]] = {}
+        self._abandoned: set[Any] = set()
         self._ids = itertools.count(1)
         self._watched: list[tuple[zmq.Socket, Callable[[], bool]]] = []
         self._poller: zmq.Poller | None = None
@@ -139,23 +147,38 @@ class MatcherClient:
                 raise MatcherTimeout(f"no message within {int(wait * 1000)} ms")
 
     def wait(self, request_id: int, timeout: float | None = None) -> dict[str, Any]:
-        """Return the reply envelope for `request_id`, queueing anything else that arrives."""
+        """Return the reply envelope for `request_id`, filing anything else that arrives (`take`).
+
+        A request given up (timeout, or an exception from a watched socket's handler) is
+        abandoned: its reply, should it come, is counted in `late_replies` and dropped.
+        """
         if request_id in self._pending:
             return self._pending.pop(request_id)
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise MatcherTimeout(f"no reply to request {request_id}")
-            message = self.serve(remaining)
-            if message is None:
-                continue
-            if "id" not in message:
-                self.events.append(message)
-            elif message["id"] == request_id:
-                return message
-            else:
-                self._pending[message["id"]] = message
+        try:
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise MatcherTimeout(f"no reply to request {request_id}")
+                message = self.serve(remaining)
+                if message is None:
+                    continue
+                if message.get("id") == request_id and "id" in message:
+                    return message
+                self.take(message)
+        except BaseException:
+            self._abandoned.add(request_id)
+            raise
+
+    def take(self, message: dict[str, Any]) -> None:
+        """File a frame that is not the reply being waited for: an event, a late reply, or another's reply."""
+        if "id" not in message:
+            self.events.append(message)
+        elif message["id"] in self._abandoned:
+            self._abandoned.discard(message["id"])
+            self.late_replies += 1
+        else:
+            self._pending[message["id"]] = message
 
     def request(self, op: str, timeout: float | None = None, **fields: Any) -> Any:
         """Send a request and return its `data`; raise the reject's ZmxError subclass."""

@@ -49,6 +49,7 @@ Z85_KEY_LENGTH = 40
 SUB_HWM = 100_000
 _POLLIN = zmq.POLLIN
 _MARKET_TOPIC_OFFSET = len(protocol.PUBLIC_TOPIC_PREFIX)
+_MONITOR_NUMBERS = itertools.count(1)  # see MatcherClient: each monitor gets an address of its own
 
 
 class BotKeyError(ValueError):
@@ -231,7 +232,7 @@ class BotClient(OrderMethods):
         self.connect_timeout = connect_timeout
         self.context = context or zmq.Context.instance()
         self.books: dict[str, BookSync] = {}
-        self.late_replies = 0  # replies that came after their request had timed out
+        self._late_replies = 0  # counted by the connections closed so far
         self._sub: zmq.Socket | None = None
         self._account = AccountSeq()
         self._in_request: str | None = None
@@ -256,6 +257,7 @@ class BotClient(OrderMethods):
 
     def reconnect(self) -> None:
         """Drop the connection and make a new one (after a refusal, libzmq does not try again)."""
+        self._late_replies += self.transport.late_replies
         self.transport.close()
         self._open()
 
@@ -273,6 +275,11 @@ class BotClient(OrderMethods):
     @property
     def connected(self) -> bool:
         return self.state.connected
+
+    @property
+    def late_replies(self) -> int:
+        """Replies that came after their request had been given up (timeout, dropped connection)."""
+        return self._late_replies + self.transport.late_replies
 
     # ------------------------------------------------------------ requests
 
@@ -355,19 +362,14 @@ class BotClient(OrderMethods):
     def _pump(self, timeout: float) -> None:
         """Read what the sockets have (waiting up to `timeout` s for something), and resync books."""
         transport = self.transport
-        if not transport.events:
-            self._take(transport.serve(timeout))
+        self._take(transport.serve(0.0 if transport.events else timeout))
         while transport.socket.poll(0):
             self._take(transport.serve(0))
         self._sync_books()
 
     def _take(self, message: dict[str, Any] | None) -> None:
-        if message is None:
-            return
-        if "id" in message:
-            self.late_replies += 1  # the reply to a request that timed out: its caller has moved on
-        else:
-            self.transport.events.append(message)
+        if message is not None:
+            self.transport.take(message)
 
     def follow_book(self, pair: str) -> OrderBook:
         """Start keeping `pair`'s order book from the public PUB; return it (synced once `poll` has run)."""
@@ -467,7 +469,7 @@ class AsyncBotClient(AsyncOrderMethods):
         socket.setsockopt(zmq.CURVE_SERVERKEY, self.server_public_key)
         socket.setsockopt(zmq.CURVE_PUBLICKEY, self.key.curve[0])
         socket.setsockopt(zmq.CURVE_SECRETKEY, self.key.curve[1])
-        monitor = socket.get_monitor_socket()
+        monitor = socket.get_monitor_socket(addr=f"inproc://zmx-async-monitor-{next(_MONITOR_NUMBERS)}")
         socket.connect(self.endpoint)
         self._socket = socket
         self._dealer_tasks = [self._spawn(self._read_replies(socket)), self._spawn(self._read_monitor(socket, monitor))]
