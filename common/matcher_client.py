@@ -25,6 +25,25 @@ from common.errors import OutcomeUnknown, ZmxError, error_from_wire
 
 _MONITOR_NUMBERS = itertools.count(1)
 
+
+def watch_socket(socket: zmq.Socket, events: int) -> zmq.Socket:
+    """Return a PAIR socket receiving `socket`'s monitor events (a mask of zmq.EVENT_*).
+
+    Unlike pyzmq's get_monitor_socket, the monitor pipe has no high-water mark: libzmq's
+    I/O thread blocks on a full one, which would stall every socket of the context while
+    nobody reads the events (a bot that does not poll while its matcher is away). The
+    address is unique too: pyzmq's is named after the socket's descriptor, which a socket
+    made right after one is closed may reuse before libzmq has unbound it.
+    """
+    address = f"inproc://zmx-monitor-{next(_MONITOR_NUMBERS)}"
+    socket.monitor(address, events)
+    monitor = socket.context.socket(zmq.PAIR)
+    monitor.setsockopt(zmq.LINGER, 0)
+    monitor.setsockopt(zmq.RCVHWM, 0)
+    monitor.connect(address)
+    return monitor
+
+
 # The matcher refused a request: the class of every reject (its subclasses say which kind).
 MatcherError = ZmxError
 
@@ -46,14 +65,15 @@ class MatcherClient:
         context: zmq.Context | None = None,
         curve: tuple[bytes, bytes, bytes] | None = None,
         immediate: bool = False,
-        monitor: bool = False,
+        monitor_events: int = 0,
     ) -> None:
         """Connect; `curve` is (server_public, client_public, client_secret), Z85 bytes.
 
         `immediate` queues requests only on a completed connection (after the CURVE
         handshake), so nothing sent while the matcher is away is delivered late to its
-        next incarnation; `monitor` opens `self.monitor`, the socket's event monitor,
-        before connecting so that no event is missed.
+        next incarnation; `monitor_events` (a mask of zmq.EVENT_*) opens `self.monitor`,
+        the socket's event monitor (`watch_socket`), before connecting, so that no event
+        is missed.
         """
         self.context = context or zmq.Context.instance()
         self.socket = self.context.socket(zmq.DEALER)
@@ -67,11 +87,7 @@ class MatcherClient:
             self.socket.setsockopt(zmq.CURVE_SERVERKEY, server_public)
             self.socket.setsockopt(zmq.CURVE_PUBLICKEY, client_public)
             self.socket.setsockopt(zmq.CURVE_SECRETKEY, client_secret)
-        # pyzmq's default monitor address is named after the socket's descriptor, which a
-        # socket made right after this one is closed may reuse before libzmq unbinds it.
-        self.monitor: zmq.Socket | None = None
-        if monitor:
-            self.monitor = self.socket.get_monitor_socket(addr=f"inproc://zmx-monitor-{next(_MONITOR_NUMBERS)}")
+        self.monitor = watch_socket(self.socket, monitor_events) if monitor_events else None
         self.socket.connect(endpoint)
         self.endpoint = endpoint
         self.timeout = timeout

@@ -41,7 +41,7 @@ from zmq.utils.monitor import parse_monitor_message
 from common import protocol
 from common.config import Config, ConfigError
 from common.errors import AuthenticationError, ConnectionFailed, OutcomeUnknown, ZmxError, error_from_wire
-from common.matcher_client import MatcherClient
+from common.matcher_client import MatcherClient, watch_socket
 from common.sdk.book import BookSync, OrderBook
 from common.sdk.orders import AsyncOrderMethods, OrderMethods
 
@@ -49,7 +49,10 @@ Z85_KEY_LENGTH = 40
 SUB_HWM = 100_000
 _POLLIN = zmq.POLLIN
 _MARKET_TOPIC_OFFSET = len(protocol.PUBLIC_TOPIC_PREFIX)
-_MONITOR_NUMBERS = itertools.count(1)  # see MatcherClient: each monitor gets an address of its own
+# The connection's life, not every connect attempt: a matcher that is away makes libzmq
+# retry ten times a second, and nobody needs to hear about each try.
+MONITORED_EVENTS = (zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+                    | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_DISCONNECTED)
 
 
 class BotKeyError(ValueError):
@@ -249,7 +252,8 @@ class BotClient(OrderMethods):
     def _open(self) -> None:
         self.state.reset()
         self.transport = MatcherClient(self.endpoint, self.timeout, self.context,
-                                       curve=(self.server_public_key, *self.key.curve), immediate=True, monitor=True)
+                                       curve=(self.server_public_key, *self.key.curve), immediate=True,
+                                       monitor_events=MONITORED_EVENTS)
         self.transport.socket.setsockopt(zmq.SNDTIMEO, 0)  # not connected: fail now, never queue
         self.transport.watch(self.transport.monitor, self._on_monitor)
         if self._sub is not None:
@@ -469,7 +473,7 @@ class AsyncBotClient(AsyncOrderMethods):
         socket.setsockopt(zmq.CURVE_SERVERKEY, self.server_public_key)
         socket.setsockopt(zmq.CURVE_PUBLICKEY, self.key.curve[0])
         socket.setsockopt(zmq.CURVE_SECRETKEY, self.key.curve[1])
-        monitor = socket.get_monitor_socket(addr=f"inproc://zmx-async-monitor-{next(_MONITOR_NUMBERS)}")
+        monitor = watch_socket(socket, MONITORED_EVENTS)
         socket.connect(self.endpoint)
         self._socket = socket
         self._dealer_tasks = [self._spawn(self._read_replies(socket)), self._spawn(self._read_monitor(socket, monitor))]

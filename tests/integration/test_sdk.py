@@ -38,11 +38,17 @@ class Stack:
         self.matcher, self.gateway, self.feed = matcher, gateway, feed
         self.admin: MatcherClient = matcher.client()
         self.users = 0
+        self.clients: list[RestClient | BotClient] = []
+
+    def close(self) -> None:
+        for client in self.clients:
+            client.close()
 
     def rest_trader(self) -> tuple[int, RestClient]:
         self.users += 1
         trader = self.gateway.create_trader(f"rest{self.users}", FUNDS)
         client = RestClient(f"http://127.0.0.1:{self.gateway.port}", trader["api_key"], trader["api_secret"])
+        self.clients.append(client)
         return trader["trader_id"], client
 
     def bot(self, key: BotKey | None = None, **options) -> tuple[BotKey, BotClient]:
@@ -51,14 +57,16 @@ class Stack:
             trader_id = self.gateway.create_trader(f"bot{self.users}", FUNDS)["trader_id"]
             key = BotKey.generate(trader_id)
             self.admin.request("register_bot_key", account_id=trader_id, public_key=key.public_key)
-        return key, BotClient(self.matcher.endpoints["bot_endpoint"], self.matcher.bot_public_key, key,
-                              public_endpoint=self.matcher.endpoints["public_endpoint"], **options)
+        client = BotClient(self.matcher.endpoints["bot_endpoint"], self.matcher.bot_public_key, key,
+                           public_endpoint=self.matcher.endpoints["public_endpoint"], **options)
+        self.clients.append(client)
+        return key, client
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     cluster = MatcherCluster(tmp_path_factory.mktemp("sdk"))
-    gateway = feed = None
+    gateway = feed = stack = None
     try:
         matcher = cluster.start(0)
         gateway = GatewayProcess(cluster, workers=1, threads=4)
@@ -67,8 +75,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             "pair": PAIR, "tick_size": "0.01", "lot_size": "0.001", "maker_fee_bps": -1, "taker_fee_bps": 5})
         assert created.status == 201, created
         feed = FeedProcess(cluster).start()
-        yield Stack(matcher, gateway, feed)
+        stack = Stack(matcher, gateway, feed)
+        yield stack
     finally:
+        if stack is not None:
+            stack.close()
         if feed is not None and feed.popen is not None:
             feed.stop()
         if gateway is not None:
@@ -188,9 +199,13 @@ def test_an_unregistered_or_revoked_key_cannot_connect(stack: Stack) -> None:
     assert again.connect()["shard_id"] == 0
 
 
-def run_flow(admin: MatcherClient, accounts: list[int], count: int, seed: int) -> None:
+def run_flow(endpoint: str, accounts: list[int], count: int, seed: int) -> None:
     """Send `count` random limit orders around 100.00 (about a quarter of them crossing) and some cancels."""
-    rng = random.Random(seed)
+    with MatcherClient(endpoint) as admin:
+        send_orders(admin, accounts, count, random.Random(seed))
+
+
+def send_orders(admin: MatcherClient, accounts: list[int], count: int, rng: random.Random) -> None:
     open_orders: list[tuple[int, int]] = []
     for _ in range(count):
         account = rng.choice(accounts)
@@ -225,8 +240,8 @@ def test_books_over_websocket_and_raw_zeromq_equal_the_matchers(stack: Stack) ->
                 public_endpoint=stack.matcher.endpoints["public_endpoint"]) as async_bot:
             await feed.subscribe(f"orderbook.{PAIR}")
             async_book = await async_bot.wait_for_book(PAIR)
-            await asyncio.get_running_loop().run_in_executor(None, run_flow, MatcherClient(
-                stack.matcher.endpoints["command_endpoint"]), accounts, 300, 7)
+            await asyncio.get_running_loop().run_in_executor(None, run_flow, stack.matcher.endpoints[
+                "command_endpoint"], accounts, 300, 7)
             target = stack.admin.request("snapshot", pair=PAIR)
             ws_book = feed.books[f"orderbook.{PAIR}"]
             deadline = time.monotonic() + 10
