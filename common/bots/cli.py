@@ -3,8 +3,8 @@
     zmx [--config PATH] bot market-maker --key-file FILE --pair PAIR [--fair-price P] [--spread-bps B]
                                          [--step-bps B] [--levels N] [--quantity Q] [--max-inventory Q]
                                          [--skew-bps B] [--requote-bps B] [--interval S] [--client-id-prefix X]
-    zmx [--config PATH] bot taker --key-file FILE --pair PAIR [--interval S] [--min-lots N] [--max-lots N]
-                                  [--slippage-bps B] [--seed N] [--client-id-prefix X]
+    zmx [--config PATH] bot taker --key-file FILE --pair PAIR [--interval S] [--min-quantity Q]
+                                  [--max-quantity Q] [--slippage-bps B] [--seed N] [--client-id-prefix X]
 
 The key file is the one `zmx admin register-bot-key` writes; the bot connects to the
 shard that owns PAIR (from the configuration) with the server key that shard's matcher
@@ -97,8 +97,10 @@ def add_bot_parser(commands: argparse._SubParsersAction) -> None:
     _common_options(taker, "taker")
     taker.add_argument("--interval", type=_positive_seconds, default=2.0,
                        help="mean time between orders, seconds (default 2)")
-    taker.add_argument("--min-lots", type=_positive_int, default=10, help="smallest order, in lots (default 10)")
-    taker.add_argument("--max-lots", type=_positive_int, default=200, help="largest order, in lots (default 200)")
+    taker.add_argument("--min-quantity", type=_positive_decimal, default=None,
+                       help="smallest order (default: the market's minimums at the best price, 10 lots at least)")
+    taker.add_argument("--max-quantity", type=_positive_decimal, default=None,
+                       help="largest order (default: three times the smallest)")
     taker.add_argument("--slippage-bps", type=_decimal, default=Decimal(50),
                        help="how far through the best price the IOC limit goes, basis points (default 50)")
     taker.add_argument("--seed", type=int, default=None, help="random seed (default: different each run)")
@@ -127,11 +129,11 @@ def run_bot(config: Config, arguments: argparse.Namespace) -> int:
                 max_inventory=arguments.max_inventory, skew_bps=arguments.skew_bps,
                 requote_bps=arguments.requote_bps, interval=arguments.interval,
                 client_id_prefix=arguments.client_id_prefix))
-        if arguments.min_lots > arguments.max_lots:
-            raise ConfigError("--min-lots must not exceed --max-lots")
+        if arguments.min_quantity and arguments.max_quantity and arguments.min_quantity > arguments.max_quantity:
+            raise ConfigError("--min-quantity must not exceed --max-quantity")
         return taker.run_taker(config, arguments.key_file, taker.Settings(
-            pair=arguments.pair, interval=arguments.interval, min_lots=arguments.min_lots,
-            max_lots=arguments.max_lots, slippage_bps=arguments.slippage_bps, seed=arguments.seed,
+            pair=arguments.pair, interval=arguments.interval, min_quantity=arguments.min_quantity,
+            max_quantity=arguments.max_quantity, slippage_bps=arguments.slippage_bps, seed=arguments.seed,
             client_id_prefix=arguments.client_id_prefix))
     except BotKeyError as error:
         print(f"zmx bot: {error}", file=sys.stderr)

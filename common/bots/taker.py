@@ -2,8 +2,10 @@
 
 Every `interval` seconds on average (exponentially distributed gaps, so arrivals are a
 Poisson process) it picks a side at random and a size between `min_quantity` and
-`max_quantity` lots, and sends an IOC limit order priced `slippage_bps` through the best
-opposite price of its local book (kept from the public PUB). It never spends more than its
+`max_quantity` (by default the smallest size the market's minimums allow at the best
+price, with 10 lots at least, and three times that), and sends an IOC limit order priced
+`slippage_bps` through the best opposite price of its local book (kept from the public
+PUB). It never spends more than its
 available balance: a buy is cut to what the quote asset pays for at that price plus the
 taker fee, a sell to the base it holds; a size below the market's minimums is skipped. An
 empty opposite side is skipped too. Orders that get no answer are looked up by their
@@ -35,19 +37,25 @@ BPS = Decimal(10_000)
 class Settings:
     pair: str
     interval: float = 2.0
-    min_lots: int = 10
-    max_lots: int = 200
+    min_quantity: Decimal | None = None
+    max_quantity: Decimal | None = None
     slippage_bps: Decimal = Decimal(50)
     seed: int | None = None
     client_id_prefix: str = "taker"
 
 
-def choose_order(side: str, lots: int, book_best: Decimal | None, balances: dict[str, dict[str, Decimal]],
+def size_range(settings: Settings, market: Market, price: Decimal) -> tuple[Decimal, Decimal]:
+    """Return the smallest and largest order size, the defaults made from the market's minimums at `price`."""
+    smallest = settings.min_quantity or market.default_quantity(price, 10)
+    return smallest, max(smallest, settings.max_quantity or 3 * smallest)
+
+
+def choose_order(side: str, quantity: Decimal, book_best: Decimal | None, balances: dict[str, dict[str, Decimal]],
                  market: Market, slippage_bps: Decimal) -> tuple[Decimal, Decimal] | None:
-    """Return (price, quantity) for an IOC order of `lots` lots on `side`, cut to the balance; None to skip."""
+    """Return (price, quantity) for an IOC order of `quantity` on `side`, cut to the balance; None to skip."""
     if book_best is None:
         return None
-    quantity = market.lot * lots
+    quantity = market.lots_down(quantity)
     if side == "buy":
         price = market.price_up(book_best * (1 + slippage_bps / BPS))
         spendable = balances.get(market.quote, {}).get("available", Decimal(0))
@@ -114,10 +122,13 @@ class Taker:
 
     def take(self, book) -> None:
         side = self.random.choice(("buy", "sell"))
-        lots = self.random.randint(self.settings.min_lots, self.settings.max_lots)
         best = book.best_ask() if side == "buy" else book.best_bid()
-        choice = choose_order(side, lots, best[0] if best else None, self.balances, self.market,
-                              self.settings.slippage_bps)
+        choice = None
+        if best is not None:
+            smallest, largest = size_range(self.settings, self.market, best[0])
+            lots = self.random.randint(int(smallest / self.market.lot), int(largest / self.market.lot))
+            choice = choose_order(side, lots * self.market.lot, best[0], self.balances, self.market,
+                                  self.settings.slippage_bps)
         if choice is None:
             log.debug("nothing to take", extra={"side": side})
             return

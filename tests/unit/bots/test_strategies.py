@@ -6,7 +6,7 @@ from decimal import Decimal as D
 
 from common.bots.market_maker import Quote, fair_price, quote_ladder
 from common.bots.runner import Market
-from common.bots.taker import choose_order
+from common.bots.taker import Settings, choose_order, size_range
 
 MARKET = Market("BTC-USDT", "BTC", "USDT", tick=D("0.01"), lot=D("0.001"), min_quantity=D("0.001"),
                 min_notional=D("10"), taker_fee_bps=10)
@@ -49,9 +49,16 @@ def test_fair_price_prefers_the_last_trade_then_an_earlier_runs_quotes_then_the_
 def test_the_taker_stays_within_its_balance_and_skips_what_cannot_trade() -> None:
     balances = {"USDT": {"available": D("50")}, "BTC": {"available": D("0.150")}}
     # A buy at 101.00 + 50 bps -> 101.51: 50 USDT pays for 0.492 BTC with the 10 bps fee.
-    assert choose_order("buy", 800, D("101.00"), balances, MARKET, D(50)) == (D("101.51"), D("0.492"))
-    assert choose_order("buy", 100, D("101.00"), balances, MARKET, D(50)) == (D("101.51"), D("0.100"))
-    assert choose_order("sell", 800, D("99.00"), balances, MARKET, D(50)) == (D("98.50"), D("0.150"))
-    assert choose_order("sell", 10, D("99.00"), balances, MARKET, D(50)) is None  # 0.010 x 98.5 < 10 USDT
-    assert choose_order("buy", 100, None, balances, MARKET, D(50)) is None  # nothing to take
-    assert choose_order("sell", 100, D("99.00"), {}, MARKET, D(50)) is None  # nothing to sell
+    assert choose_order("buy", D("0.8"), D("101.00"), balances, MARKET, D(50)) == (D("101.51"), D("0.492"))
+    assert choose_order("buy", D("0.1"), D("101.00"), balances, MARKET, D(50)) == (D("101.51"), D("0.100"))
+    assert choose_order("sell", D("0.8"), D("99.00"), balances, MARKET, D(50)) == (D("98.50"), D("0.150"))
+    assert choose_order("sell", D("0.01"), D("99.00"), balances, MARKET, D(50)) is None  # 0.010 x 98.5 < 10 USDT
+    assert choose_order("buy", D("0.1"), None, balances, MARKET, D(50)) is None  # nothing to take
+    assert choose_order("sell", D("0.1"), D("99.00"), {}, MARKET, D(50)) is None  # nothing to sell
+
+
+def test_the_takers_default_sizes_follow_the_markets_minimums() -> None:
+    # 10 USDT minimum notional at 100: twice that is 0.2 BTC, and up to three times as much.
+    assert size_range(Settings("BTC-USDT"), MARKET, D(100)) == (D("0.200"), D("0.600"))
+    assert size_range(Settings("BTC-USDT", min_quantity=D("0.5")), MARKET, D(100)) == (D("0.5"), D("1.5"))
+    assert size_range(Settings("BTC-USDT", max_quantity=D("0.1")), MARKET, D(100)) == (D("0.200"), D("0.200"))
