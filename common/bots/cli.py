@@ -85,7 +85,7 @@ def add_bot_parser(commands: argparse._SubParsersAction) -> None:
     maker.add_argument("--quantity", type=_positive_decimal, default=None,
                        help="size of each order (default: 100 lots, or the market's minimums if larger)")
     maker.add_argument("--max-inventory", type=_positive_decimal, default=None,
-                       help="most base asset to be long or short since start (default 4 x levels x quantity)")
+                       help="most base asset to be long or short since start (default 10 x levels x quantity)")
     maker.add_argument("--skew-bps", type=_decimal, default=None,
                        help="how far the ladder shifts at the inventory limit, basis points (default: spread)")
     maker.add_argument("--requote-bps", type=_positive_decimal, default=Decimal(5),

@@ -29,9 +29,9 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from common.bots.runner import Market, StopFlag, balances_by_asset, run_strategy
 from common.config import Config
 from common.errors import ConnectionFailed, NotFound, OrderRejected, OutcomeUnknown, ZmxError
-from common.bots.runner import Market, StopFlag, balances_by_asset, open_bot, wait_for_market
 from common.sdk.bot import BotClient
 
 log = logging.getLogger("zmx.bot.market_maker")
@@ -50,7 +50,7 @@ class Settings:
     step_bps: Decimal = Decimal(10)
     levels: int = 3
     quantity: Decimal | None = None  # default: Market.default_quantity(fair price, 100 lots)
-    max_inventory: Decimal | None = None  # default: 4 x levels x quantity
+    max_inventory: Decimal | None = None  # default: 10 x levels x quantity
     skew_bps: Decimal | None = None  # default: spread_bps
     requote_bps: Decimal = Decimal(5)
     interval: float = 0.5
@@ -133,7 +133,7 @@ class MarketMaker:
         self.halted = False
         self.fills = 0
         self.quantity = settings.quantity or market.default_quantity(settings.fair_price, 100)
-        self.max_inventory = settings.max_inventory or 4 * settings.levels * self.quantity
+        self.max_inventory = settings.max_inventory or 10 * settings.levels * self.quantity
         self.skew_bps = settings.spread_bps if settings.skew_bps is None else settings.skew_bps
 
     # ------------------------------------------------------------ the loop
@@ -323,15 +323,4 @@ class MarketMaker:
 
 def run_market_maker(config: Config, key_file: str, settings: Settings) -> int:
     """Run until SIGTERM or SIGINT; return the exit code."""
-    stop = StopFlag()
-    stop.install()
-    client = open_bot(config, key_file, settings.pair, stop, log)
-    if client is None:
-        return 0
-    try:
-        market = wait_for_market(client, settings.pair, stop, log)
-        if market is not None:
-            MarketMaker(client, market, settings, stop).run()
-    finally:
-        client.close()
-    return 0
+    return run_strategy(config, key_file, settings, MarketMaker, log)

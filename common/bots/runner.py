@@ -14,7 +14,7 @@ import signal
 import time
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
-from typing import Any
+from typing import Any, Protocol
 
 from common.config import Config, ConfigError
 from common.errors import AuthenticationError, ConnectionFailed, OutcomeUnknown
@@ -158,3 +158,27 @@ def _waiting(log: logging.Logger, last_log: float, since: float, message: str, *
         return last_log
     log.warning(message, extra={"waited_seconds": round(now - since, 1), **extra})
     return now
+
+
+class Strategy(Protocol):
+    """A bot's loop: made from a connected client and its market, run until `stop` is set."""
+
+    def __init__(self, client: BotClient, market: Market, settings: Any, stop: StopFlag) -> None: ...
+
+    def run(self) -> None: ...
+
+
+def run_strategy(config: Config, key_file: str, settings: Any, strategy: type[Strategy], log: logging.Logger) -> int:
+    """Connect, wait for `settings.pair`, run the strategy until SIGTERM or SIGINT; return the exit code."""
+    stop = StopFlag()
+    stop.install()
+    client = open_bot(config, key_file, settings.pair, stop, log)
+    if client is None:
+        return 0
+    try:
+        market = wait_for_market(client, settings.pair, stop, log)
+        if market is not None:
+            strategy(client, market, settings, stop).run()
+    finally:
+        client.close()
+    return 0

@@ -1,7 +1,9 @@
 """`zmx bot taker`: take liquidity at random times, sides and sizes, within its balance.
 
 Every `interval` seconds on average (exponentially distributed gaps, so arrivals are a
-Poisson process) it picks a side at random and a size between `min_quantity` and
+Poisson process) it picks a side at random, leaning towards undoing what it has bought
+or sold since it started (so that the market maker's inventory, its mirror image, keeps
+coming back and the demo book stays two-sided), and a size between `min_quantity` and
 `max_quantity` (by default the smallest size the market's minimums allow at the best
 price, with 10 lots at least, and three times that), and sends an IOC limit order priced
 `slippage_bps` through the best opposite price of its local book (kept from the public
@@ -23,7 +25,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from common.bots.runner import Market, StopFlag, balances_by_asset, open_bot, wait_for_market
+from common.bots.runner import Market, StopFlag, balances_by_asset, run_strategy
 from common.config import Config
 from common.errors import ConnectionFailed, NotFound, OrderRejected, OutcomeUnknown
 from common.sdk.bot import BotClient
@@ -48,6 +50,17 @@ def size_range(settings: Settings, market: Market, price: Decimal) -> tuple[Deci
     """Return the smallest and largest order size, the defaults made from the market's minimums at `price`."""
     smallest = settings.min_quantity or market.default_quantity(price, 10)
     return smallest, max(smallest, settings.max_quantity or 3 * smallest)
+
+
+# The taker's position (base bought minus sold since start) at which it is sure to trade
+# against it, in multiples of its largest order.
+FLATTEN_AT = 10
+
+
+def buy_probability(position: Decimal, largest: Decimal) -> float:
+    """Return the chance of buying: one half when flat, less when long, more when short."""
+    lean = float(position / (FLATTEN_AT * largest)) if largest > 0 else 0.0
+    return min(0.9, max(0.1, 0.5 - lean / 2))
 
 
 def choose_order(side: str, quantity: Decimal, book_best: Decimal | None, balances: dict[str, dict[str, Decimal]],
@@ -79,6 +92,7 @@ class Taker:
         self.numbers = 0
         self.unresolved: list[str] = []  # client_order_ids whose outcome is unknown
         self.balances: dict[str, dict[str, Decimal]] = {}
+        self.start_base: Decimal | None = None
         self.trades = 0
 
     def run(self) -> None:
@@ -119,13 +133,26 @@ class Taker:
                 pass  # an IOC order is never open for long: it ran (see the balances) or never arrived
         self.unresolved.clear()
         self.balances = balances_by_asset(self.client.balances())
+        if self.start_base is None:
+            self.start_base = self.base_total()
+
+    def base_total(self) -> Decimal:
+        return self.balances.get(self.market.base, {}).get("total", Decimal(0))
 
     def take(self, book) -> None:
-        side = self.random.choice(("buy", "sell"))
+        reference = book.mid()
+        if reference is None:
+            level = book.best_bid() or book.best_ask()
+            if level is None:
+                log.debug("nothing to take: the book is empty")
+                return
+            reference = level[0]
+        smallest, largest = size_range(self.settings, self.market, reference)
+        position = self.base_total() - (self.start_base or Decimal(0))
+        side = "buy" if self.random.random() < buy_probability(position, largest) else "sell"
         best = book.best_ask() if side == "buy" else book.best_bid()
         choice = None
         if best is not None:
-            smallest, largest = size_range(self.settings, self.market, best[0])
             lots = self.random.randint(int(smallest / self.market.lot), int(largest / self.market.lot))
             choice = choose_order(side, lots * self.market.lot, best[0], self.balances, self.market,
                                   self.settings.slippage_bps)
@@ -152,15 +179,4 @@ class Taker:
 
 def run_taker(config: Config, key_file: str, settings: Settings) -> int:
     """Run until SIGTERM or SIGINT; return the exit code."""
-    stop = StopFlag()
-    stop.install()
-    client = open_bot(config, key_file, settings.pair, stop, log)
-    if client is None:
-        return 0
-    try:
-        market = wait_for_market(client, settings.pair, stop, log)
-        if market is not None:
-            Taker(client, market, settings, stop).run()
-    finally:
-        client.close()
-    return 0
+    return run_strategy(config, key_file, settings, Taker, log)

@@ -218,36 +218,62 @@ def _market_socket(context: zmq.Context, endpoint: str) -> zmq.Socket:
     return sub
 
 
-# ---------------------------------------------------------------- synchronous client
+class _BotClientBase:
+    """What both bot clients hold: where they connect, with which key, and their books."""
 
-
-class BotClient(OrderMethods):
-    """A bot's DEALER on the matcher's CURVE socket, and optionally a SUB for order books."""
-
-    def __init__(self, endpoint: str, server_public_key: bytes | str, key: BotKey, *,
-                 public_endpoint: str | None = None, timeout: float = 5.0, connect_timeout: float = 10.0,
-                 context: zmq.Context | None = None) -> None:
+    def __init__(self, endpoint: str, server_public_key: bytes | str, key: BotKey, public_endpoint: str | None,
+                 timeout: float, connect_timeout: float) -> None:
         self.endpoint = endpoint
         self.server_public_key = server_public_key.encode() if isinstance(server_public_key, str) else server_public_key
         self.key = key
         self.public_endpoint = public_endpoint
         self.timeout = timeout
         self.connect_timeout = connect_timeout
-        self.context = context or zmq.Context.instance()
         self.books: dict[str, BookSync] = {}
-        self._late_replies = 0  # counted by the connections closed so far
-        self._sub: zmq.Socket | None = None
-        self._account = AccountSeq()
-        self._in_request: str | None = None
         self.state = ConnectionState()
-        self._open()
+        self._account = AccountSeq()
 
     @classmethod
-    def for_pair(cls, config: Config, key: BotKey, pair: str, **options: Any) -> "BotClient":
+    def for_pair(cls, config: Config, key: BotKey, pair: str, **options: Any):
         """Return a client of the shard that owns `pair`, with order books from its PUB."""
         endpoints = bot_endpoints(config, pair)
         return cls(endpoints.bot_endpoint, endpoints.server_public_key, key,
                    public_endpoint=endpoints.public_endpoint, **options)
+
+    @property
+    def connected(self) -> bool:
+        return self.state.connected
+
+    def last_trade(self, pair: str) -> dict[str, Any] | None:
+        """Return the newest trade seen on a followed market's stream."""
+        sync = self.books.get(pair)
+        return None if sync is None else sync.last_trade
+
+    def _add_book(self, pair: str) -> bool:
+        """Start a BookSync for `pair`; return False if it is followed already (True: subscribe to it)."""
+        if self.public_endpoint is None:
+            raise ValueError("follow_book needs the public PUB endpoint (public_endpoint=...)")
+        if pair in self.books:
+            return False
+        self.books[pair] = BookSync(pair)
+        return True
+
+
+# ---------------------------------------------------------------- synchronous client
+
+
+class BotClient(_BotClientBase, OrderMethods):
+    """A bot's DEALER on the matcher's CURVE socket, and optionally a SUB for order books."""
+
+    def __init__(self, endpoint: str, server_public_key: bytes | str, key: BotKey, *,
+                 public_endpoint: str | None = None, timeout: float = 5.0, connect_timeout: float = 10.0,
+                 context: zmq.Context | None = None) -> None:
+        super().__init__(endpoint, server_public_key, key, public_endpoint, timeout, connect_timeout)
+        self.context = context or zmq.Context.instance()
+        self._late_replies = 0  # counted by the connections closed so far
+        self._sub: zmq.Socket | None = None
+        self._in_request: str | None = None
+        self._open()
 
     def _open(self) -> None:
         self.state.reset()
@@ -275,10 +301,6 @@ class BotClient(OrderMethods):
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
-
-    @property
-    def connected(self) -> bool:
-        return self.state.connected
 
     @property
     def late_replies(self) -> int:
@@ -377,16 +399,12 @@ class BotClient(OrderMethods):
 
     def follow_book(self, pair: str) -> OrderBook:
         """Start keeping `pair`'s order book from the public PUB; return it (synced once `poll` has run)."""
-        if self.public_endpoint is None:
-            raise ValueError("follow_book needs the public PUB endpoint (public_endpoint=...)")
-        sync = self.books.get(pair)
-        if sync is None:
+        if self._add_book(pair):
             if self._sub is None:
                 self._sub = _market_socket(self.context, self.public_endpoint)
                 self.transport.watch(self._sub, self._on_market_data)
             self._sub.setsockopt(zmq.SUBSCRIBE, protocol.public_topic(pair))
-            sync = self.books[pair] = BookSync(pair)
-        return sync.book
+        return self.books[pair].book
 
     def wait_for_book(self, pair: str, timeout: float = 10.0) -> OrderBook:
         """Follow `pair` and poll until its book is in sync; raise TimeoutError."""
@@ -398,11 +416,6 @@ class BotClient(OrderMethods):
                 raise TimeoutError(f"the {pair} book did not sync within {timeout} s")
             self._pump(min(remaining, 0.5))
         return book
-
-    def last_trade(self, pair: str) -> dict[str, Any] | None:
-        """Return the newest trade seen on a followed market's stream."""
-        sync = self.books.get(pair)
-        return None if sync is None else sync.last_trade
 
     def _on_market_data(self) -> bool:
         changed = False
@@ -430,38 +443,24 @@ class BotClient(OrderMethods):
 # ---------------------------------------------------------------- asyncio client
 
 
-class AsyncBotClient(AsyncOrderMethods):
+class AsyncBotClient(_BotClientBase, AsyncOrderMethods):
     """The asyncio twin of BotClient: the same methods as coroutines, events from `next_event`."""
 
     def __init__(self, endpoint: str, server_public_key: bytes | str, key: BotKey, *,
                  public_endpoint: str | None = None, timeout: float = 5.0, connect_timeout: float = 10.0,
                  context: zmq.asyncio.Context | None = None) -> None:
-        self.endpoint = endpoint
-        self.server_public_key = server_public_key.encode() if isinstance(server_public_key, str) else server_public_key
-        self.key = key
-        self.public_endpoint = public_endpoint
-        self.timeout = timeout
-        self.connect_timeout = connect_timeout
+        super().__init__(endpoint, server_public_key, key, public_endpoint, timeout, connect_timeout)
         self.context = context or zmq.asyncio.Context.instance()
-        self.books: dict[str, BookSync] = {}
         self.late_replies = 0
         self.events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._ids = itertools.count(1)
         self._waiters: dict[int, tuple[str, asyncio.Future]] = {}
-        self._account = AccountSeq()
         self._sub: zmq.asyncio.Socket | None = None
         self._tasks: set[asyncio.Task] = set()
         self._dealer_tasks: list[asyncio.Task] = []
         self._state_changed = asyncio.Event()
         self._books_changed = asyncio.Event()
         self._socket: zmq.asyncio.Socket | None = None
-        self.state = ConnectionState()
-
-    @classmethod
-    def for_pair(cls, config: Config, key: BotKey, pair: str, **options: Any) -> "AsyncBotClient":
-        endpoints = bot_endpoints(config, pair)
-        return cls(endpoints.bot_endpoint, endpoints.server_public_key, key,
-                   public_endpoint=endpoints.public_endpoint, **options)
 
     def _open(self) -> None:
         self.state.reset()
@@ -518,10 +517,6 @@ class AsyncBotClient(AsyncOrderMethods):
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
-
-    @property
-    def connected(self) -> bool:
-        return self.state.connected
 
     # ------------------------------------------------------------ requests
 
@@ -628,16 +623,12 @@ class AsyncBotClient(AsyncOrderMethods):
 
     def follow_book(self, pair: str) -> OrderBook:
         """Start keeping `pair`'s order book from the public PUB; return it (it syncs in the background)."""
-        if self.public_endpoint is None:
-            raise ValueError("follow_book needs the public PUB endpoint (public_endpoint=...)")
-        sync = self.books.get(pair)
-        if sync is None:
+        if self._add_book(pair):
             if self._sub is None:
                 self._sub = _market_socket(self.context, self.public_endpoint)
                 self._spawn(self._read_market_data(self._sub))
             self._sub.setsockopt(zmq.SUBSCRIBE, protocol.public_topic(pair))
-            sync = self.books[pair] = BookSync(pair)
-        return sync.book
+        return self.books[pair].book
 
     async def wait_for_book(self, pair: str, timeout: float = 10.0) -> OrderBook:
         """Follow `pair` and wait until its book is in sync; raise TimeoutError."""
@@ -653,10 +644,6 @@ class AsyncBotClient(AsyncOrderMethods):
             except asyncio.TimeoutError:
                 pass
         return book
-
-    def last_trade(self, pair: str) -> dict[str, Any] | None:
-        sync = self.books.get(pair)
-        return None if sync is None else sync.last_trade
 
     async def _read_market_data(self, sub: zmq.asyncio.Socket) -> None:
         while True:
