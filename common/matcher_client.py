@@ -44,6 +44,32 @@ def watch_socket(socket: zmq.Socket, events: int) -> zmq.Socket:
     return monitor
 
 
+def dealer(context: zmq.Context, endpoint: str, curve: tuple[bytes, bytes, bytes] | None = None,
+           immediate: bool = False, monitor_events: int = 0) -> tuple[zmq.Socket, zmq.Socket | None]:
+    """Return a DEALER connected to a matcher ROUTER, and its monitor (None without `monitor_events`).
+
+    `curve` is (server_public, client_public, client_secret), Z85 bytes. `immediate` queues
+    requests only on a completed connection (after the CURVE handshake), so nothing sent
+    while the matcher is away is delivered late to its next incarnation. The monitor
+    (`watch_socket`) is opened before connecting, so that no event is missed. Works for
+    zmq.asyncio contexts too.
+    """
+    socket = context.socket(zmq.DEALER)
+    socket.setsockopt(zmq.LINGER, 0)
+    socket.setsockopt(zmq.SNDHWM, 100_000)
+    socket.setsockopt(zmq.RCVHWM, 100_000)
+    if immediate:
+        socket.setsockopt(zmq.IMMEDIATE, 1)
+    if curve is not None:
+        server_public, client_public, client_secret = curve
+        socket.setsockopt(zmq.CURVE_SERVERKEY, server_public)
+        socket.setsockopt(zmq.CURVE_PUBLICKEY, client_public)
+        socket.setsockopt(zmq.CURVE_SECRETKEY, client_secret)
+    monitor = watch_socket(socket, monitor_events) if monitor_events else None
+    socket.connect(endpoint)
+    return socket, monitor
+
+
 # The matcher refused a request: the class of every reject (its subclasses say which kind).
 MatcherError = ZmxError
 
@@ -67,28 +93,9 @@ class MatcherClient:
         immediate: bool = False,
         monitor_events: int = 0,
     ) -> None:
-        """Connect; `curve` is (server_public, client_public, client_secret), Z85 bytes.
-
-        `immediate` queues requests only on a completed connection (after the CURVE
-        handshake), so nothing sent while the matcher is away is delivered late to its
-        next incarnation; `monitor_events` (a mask of zmq.EVENT_*) opens `self.monitor`,
-        the socket's event monitor (`watch_socket`), before connecting, so that no event
-        is missed.
-        """
+        """Connect (see `dealer` for `curve`, `immediate` and `monitor_events`)."""
         self.context = context or zmq.Context.instance()
-        self.socket = self.context.socket(zmq.DEALER)
-        self.socket.setsockopt(zmq.LINGER, 0)
-        self.socket.setsockopt(zmq.SNDHWM, 100_000)
-        self.socket.setsockopt(zmq.RCVHWM, 100_000)
-        if immediate:
-            self.socket.setsockopt(zmq.IMMEDIATE, 1)
-        if curve is not None:
-            server_public, client_public, client_secret = curve
-            self.socket.setsockopt(zmq.CURVE_SERVERKEY, server_public)
-            self.socket.setsockopt(zmq.CURVE_PUBLICKEY, client_public)
-            self.socket.setsockopt(zmq.CURVE_SECRETKEY, client_secret)
-        self.monitor = watch_socket(self.socket, monitor_events) if monitor_events else None
-        self.socket.connect(endpoint)
+        self.socket, self.monitor = dealer(self.context, endpoint, curve, immediate, monitor_events)
         self.endpoint = endpoint
         self.timeout = timeout
         self.events: deque[dict[str, Any]] = deque()

@@ -98,12 +98,10 @@ class Slot:
 
     __slots__ = ("client_order_id", "order_id", "price", "quantity", "filled")
 
-    def __init__(self, client_order_id: str, order: dict[str, Any] | None = None) -> None:
+    def __init__(self, client_order_id: str) -> None:
         self.client_order_id = client_order_id
-        self.order_id: int | None = None
+        self.order_id: int | None = None  # None until the matcher's answer says which
         self.price = self.quantity = self.filled = Decimal(0)
-        if order is not None:
-            self.update(order)
 
     def update(self, order: dict[str, Any]) -> None:
         self.order_id = order["order_id"]
@@ -269,8 +267,8 @@ class MarketMaker:
     def _quote(self, slot_key: tuple[str, int], quote: Quote) -> None:
         slot = self.slots.get(slot_key)
         if slot is not None:
-            if slot.price == quote.price and slot.quantity == quote.quantity:
-                return
+            if slot.order_id is None or (slot.price == quote.price and slot.quantity == quote.quantity):
+                return  # unanswered (the next reconcile settles it), or already right
             try:
                 slot.update(self.client.amend(slot.order_id, price=quote.price, quantity=slot.filled + quote.quantity))
                 return
@@ -298,7 +296,10 @@ class MarketMaker:
     def _cancel(self, slot_key: tuple[str, int]) -> None:
         slot = self.slots[slot_key]
         try:
-            self.client.cancel(client_order_id=slot.client_order_id)
+            if slot.order_id is None:
+                self.client.cancel(client_order_id=slot.client_order_id)
+            else:
+                self.client.cancel(slot.order_id)
         except (NotFound, OrderRejected):
             pass  # already closed
         self._forget(slot_key)

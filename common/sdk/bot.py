@@ -41,7 +41,7 @@ from zmq.utils.monitor import parse_monitor_message
 from common import protocol
 from common.config import Config, ConfigError
 from common.errors import AuthenticationError, ConnectionFailed, OutcomeUnknown, ZmxError, error_from_wire
-from common.matcher_client import MatcherClient, watch_socket
+from common.matcher_client import MatcherClient, dealer
 from common.sdk.book import BookSync, OrderBook
 from common.sdk.orders import AsyncOrderMethods, OrderMethods
 
@@ -420,7 +420,7 @@ class BotClient(_BotClientBase, OrderMethods):
     def _on_market_data(self) -> bool:
         changed = False
         sub, books = self._sub, self.books
-        while sub.poll(0):
+        while sub.get(zmq.EVENTS) & _POLLIN:
             topic, body = sub.recv_multipart()
             sync = books.get(topic[_MARKET_TOPIC_OFFSET:].decode())
             if sync is not None and sync.on_message(orjson.loads(body)) is not None:
@@ -464,16 +464,8 @@ class AsyncBotClient(_BotClientBase, AsyncOrderMethods):
 
     def _open(self) -> None:
         self.state.reset()
-        socket = self.context.socket(zmq.DEALER)
-        socket.setsockopt(zmq.LINGER, 0)
-        socket.setsockopt(zmq.IMMEDIATE, 1)
-        socket.setsockopt(zmq.SNDHWM, 100_000)
-        socket.setsockopt(zmq.RCVHWM, 100_000)
-        socket.setsockopt(zmq.CURVE_SERVERKEY, self.server_public_key)
-        socket.setsockopt(zmq.CURVE_PUBLICKEY, self.key.curve[0])
-        socket.setsockopt(zmq.CURVE_SECRETKEY, self.key.curve[1])
-        monitor = watch_socket(socket, MONITORED_EVENTS)
-        socket.connect(self.endpoint)
+        socket, monitor = dealer(self.context, self.endpoint, (self.server_public_key, *self.key.curve),
+                                 immediate=True, monitor_events=MONITORED_EVENTS)
         self._socket = socket
         self._dealer_tasks = [self._spawn(self._read_replies(socket)), self._spawn(self._read_monitor(socket, monitor))]
 

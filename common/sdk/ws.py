@@ -36,7 +36,7 @@ import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
-from common.errors import ConnectionFailed, OutcomeUnknown, error_from_wire
+from common.errors import ConnectionFailed, OutcomeUnknown, ZmxError, error_from_wire
 from common.sdk.book import GAP, OrderBook
 from feed.protocol import ErrorCode
 
@@ -154,6 +154,9 @@ class FeedClient:
                 await self.subscribe(*channels)
         except (ConnectionFailed, OutcomeUnknown):
             return  # dropped again: the next reconnect restores them
+        except ZmxError as error:  # refused now (a revoked key, a market gone): say so, as the feed would
+            self._deliver({"op": "error", "code": error.code, "message": error.message})
+            return
         finally:
             if not self.channels:
                 self.channels = channels  # keep what to restore next time
@@ -170,10 +173,13 @@ class FeedClient:
         if self._connection is None:
             raise ConnectionFailed("CONNECTION_FAILED", "not connected: call connect() first")
         waiter = asyncio.get_running_loop().create_future()
-        self._waiters.append((reply, waiter))
+        entry = (reply, waiter)
+        self._waiters.append(entry)  # before sending: the answer may come before send() returns
         try:
             await self._connection.send(orjson.dumps(message).decode())
         except ConnectionClosed:
+            if entry in self._waiters:
+                self._waiters.remove(entry)  # no answer will come for it
             raise ConnectionFailed("CONNECTION_FAILED", f"the connection is closed: {message['op']} was not sent") \
                 from None
         try:
@@ -186,10 +192,16 @@ class FeedClient:
 
     async def subscribe(self, *channels: str) -> list[str]:
         """Subscribe; return every channel the connection holds. Book channels get a book in `books`."""
-        for channel in channels:
-            if channel.startswith(BOOK_CHANNEL_PREFIX) and channel not in self.books:
-                self.books[channel] = OrderBook(_book_pair(channel))
-        answer = await self._request({"op": "subscribe", "channels": list(channels)}, "subscribed")
+        new_books = [channel for channel in channels
+                     if channel.startswith(BOOK_CHANNEL_PREFIX) and channel not in self.books]
+        for channel in new_books:
+            self.books[channel] = OrderBook(_book_pair(channel))  # ready before its snapshot arrives
+        try:
+            answer = await self._request({"op": "subscribe", "channels": list(channels)}, "subscribed")
+        except ZmxError:
+            for channel in new_books:
+                self.books.pop(channel, None)
+            raise
         self.channels = answer["channels"]
         return self.channels
 

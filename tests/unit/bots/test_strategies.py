@@ -6,7 +6,7 @@ from decimal import Decimal as D
 
 from common.bots.market_maker import Quote, fair_price, quote_ladder
 from common.bots.runner import Market
-from common.bots.taker import Settings, choose_order, size_range
+from common.bots.taker import Settings, buy_probability, choose_order, size_range
 
 MARKET = Market("BTC-USDT", "BTC", "USDT", tick=D("0.01"), lot=D("0.001"), min_quantity=D("0.001"),
                 min_notional=D("10"), taker_fee_bps=10)
@@ -62,3 +62,10 @@ def test_the_takers_default_sizes_follow_the_markets_minimums() -> None:
     assert size_range(Settings("BTC-USDT"), MARKET, D(100)) == (D("0.200"), D("0.600"))
     assert size_range(Settings("BTC-USDT", min_quantity=D("0.5")), MARKET, D(100)) == (D("0.5"), D("1.5"))
     assert size_range(Settings("BTC-USDT", max_quantity=D("0.1")), MARKET, D(100)) == (D("0.200"), D("0.200"))
+
+
+def test_the_taker_leans_towards_undoing_its_position() -> None:
+    assert buy_probability(D(0), D("0.3")) == 0.5
+    assert buy_probability(D("-1.5"), D("0.3")) == 0.75  # short half of 10 largest orders: buys more often
+    assert buy_probability(D("1.5"), D("0.3")) == 0.25
+    assert buy_probability(D("30"), D("0.3")) == 0.1 and buy_probability(D("-30"), D("0.3")) == 0.9

@@ -103,8 +103,9 @@ def test_the_feed_client_keeps_books_resyncs_on_a_gap_and_restores_everything_af
             await feed.send({"op": "error", "code": "EVENTS_LOST", "message": "account events 5-6 were lost"})
             assert (await client.next_message(5))["code"] == "EVENTS_LOST"
             with pytest.raises(ZmxError) as caught:
-                await client.subscribe("nope.BTC-USDT")
+                await client.subscribe("orderbook.BTC-USDT.5", "nope.BTC-USDT")
             assert caught.value.code == "UNKNOWN_CHANNEL"
+            assert list(client.books) == [BOOK]  # nothing kept for the refused request
 
             feed.snapshot_seq = 30
             await feed.connections[0].close()
