@@ -26,6 +26,7 @@ from common.config import Config
 from common.types import RejectCode
 
 DEMO_PAIR = "BTC-USDT"
+DEMO_FAIR_PRICE = "30000.00"  # where the market maker quotes until the market has traded
 DEMO_MARKET = {"pair": DEMO_PAIR, "tick_size": "0.01", "lot_size": "0.00001", "min_notional": "5",
                "maker_fee_bps": 2, "taker_fee_bps": 5}
 # username -> what it is funded with when created
@@ -46,6 +47,14 @@ class Demo:
     trader: dict[str, Any]  # trader_id, username, api_key, api_secret
     market_maker_key_file: Path
     taker_key_file: Path
+
+    def bot_commands(self) -> dict[str, list[str]]:
+        """The `zmx` arguments of each demo bot, by child name."""
+        return {
+            "bot-market-maker": ["bot", "market-maker", "--key-file", str(self.market_maker_key_file),
+                                 "--pair", self.pair, "--fair-price", DEMO_FAIR_PRICE, "--quantity", "0.01000"],
+            "bot-taker": ["bot", "taker", "--key-file", str(self.taker_key_file), "--pair", self.pair],
+        }
 
 
 def ensure_demo(config: Config) -> Demo:
@@ -71,7 +80,7 @@ def ensure_demo(config: Config) -> Demo:
         for name in ("demo-market-maker", "demo-taker"):
             path = key_files[name] = directory / f"{name}.key"
             key = keys.ensure_bot_key_file(path, traders[name]["trader_id"])
-            admin.register_bot_key(traders[name]["trader_id"], key["public_key"])
+            admin.register_bot_key(traders[name]["trader_id"], key.public_key)
     except ApiError as error:
         raise DemoError(f"{error.code.name}: {error.message}") from None
     except (StoreError, ValueError) as error:

@@ -201,8 +201,8 @@ class Startup:
             return
         self.demo_started = time.monotonic()
         setup = self.demo_setup
-        for role, key_file in (("market-maker", setup.market_maker_key_file), ("taker", setup.taker_key_file)):
-            self._add(f"bot-{role}", ["bot", role, "--key-file", str(key_file), "--pair", setup.pair], _BOT_RANK)
+        for name, arguments in setup.bot_commands().items():
+            self._add(name, arguments, _BOT_RANK)
         self.watched["bot-taker"].ready = True  # it trades at random times; nothing to wait for
 
     # ---------------------------------------------------------------- the display

@@ -146,7 +146,7 @@ def _dispatch(admin, arguments: argparse.Namespace) -> Any:
 
         admin.trader(trader_id)  # before a key file is made for nobody
         key = ensure_bot_key_file(Path(arguments.out), trader_id)
-        return {**admin.register_bot_key(trader_id, key["public_key"]), "key_file": str(Path(arguments.out).resolve())}
+        return {**admin.register_bot_key(trader_id, key.public_key), "key_file": str(Path(arguments.out).resolve())}
     if action == "revoke-bot-key":
         return admin.revoke_bot_key(arguments.public_key)
     raise AssertionError(f"unhandled admin action {action}")

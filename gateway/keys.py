@@ -25,12 +25,10 @@ import re
 import secrets
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
-
 import orjson
-import zmq
 
 from common.config import Config
+from common.sdk.bot import BotKey
 
 API_KEY_PREFIX = "zmx_"
 API_KEY = re.compile(r"zmx_[0-9a-f]{32}")
@@ -94,24 +92,18 @@ def ensure_admin_token(config: Config) -> tuple[str, bool]:
     return token, token == generated
 
 
-def ensure_bot_key_file(path: Path, account_id: int) -> dict[str, Any]:
-    """Return a bot's key file, `{"account_id", "public_key", "secret_key"}` (Z85 CURVE keys).
+def ensure_bot_key_file(path: Path, account_id: int) -> BotKey:
+    """Return the bot key in `path`, creating the file (mode 0600, once) with a new key pair.
 
-    A missing file is created (mode 0600, atomically) with a new key pair for `account_id`;
-    an existing one is read and must belong to that account. Raises ValueError otherwise.
+    An existing file must hold a valid key of `account_id`; raises ValueError otherwise.
     """
-    def new_pair() -> str:
-        public, secret = zmq.curve_keypair()
-        return orjson.dumps({"account_id": account_id, "public_key": public.decode(),
-                             "secret_key": secret.decode()}).decode()
-
-    try:
-        key = orjson.loads(_read_or_create(path, new_pair))
-        fields = (key["account_id"], key["public_key"], key["secret_key"])
-    except (orjson.JSONDecodeError, KeyError, TypeError):
-        raise ValueError(f"{path} is not a bot key file") from None
-    if fields[0] != account_id:
-        raise ValueError(f"{path} holds the key of trader {fields[0]}, not {account_id}")
+    if not path.exists():
+        new = BotKey.generate(account_id)
+        _read_or_create(path, lambda: orjson.dumps(
+            {"account_id": new.account_id, "public_key": new.public_key, "secret_key": new.secret_key}).decode())
+    key = BotKey.load(path)  # BotKeyError is a ValueError
+    if key.account_id != account_id:
+        raise ValueError(f"{path} holds the key of trader {key.account_id}, not {account_id}")
     return key
 
 

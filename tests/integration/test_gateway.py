@@ -285,7 +285,7 @@ def test_zmx_admin_commands_share_the_store_and_the_matcher_with_the_gateway(mak
     assert admin("register-bot-key", str(trader["trader_id"]), "--out", str(key_file)) == registered
     bot = cluster.processes[0].client(curve=(key["public_key"].encode(), key["secret_key"].encode()))
     assert [order["client_order_id"] for order in bot.request("open_orders")] == [placed.json["data"]["client_order_id"]]
-    assert admin("revoke-bot-key", key["public_key"]) == {"public_key": key["public_key"], "shards": [0]}
+    assert admin("revoke-bot-key", "--", key["public_key"]) == {"public_key": key["public_key"], "shards": [0]}
     misused = subprocess.run([sys.executable, "-m", "common.cli", "--config", str(gateway.config_path), "admin",
                               "register-bot-key", "999", "--out", str(key_file)], cwd=REPO_ROOT,
                              capture_output=True, timeout=60)
