@@ -64,13 +64,18 @@ class Balances:
                response=ref("BalancePage"), tags=("account",),
                description="With several matcher shards, each keeps its own ledger; this sums them.")
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        engine = self.services.engine
-        fields = {"account_id": req.context.trader_id}
-        results = engine.call_many([(shard_id, "balances", fields) for shard_id in engine.shard_ids])
-        for result in results:
-            if isinstance(result, ApiError):
-                raise result
-        ok(resp, page(results[0] if len(results) == 1 else _sum_balances(results)))
+        ok(resp, page(trader_balances(self.services, req.context.trader_id)))
+
+
+def trader_balances(services: Services, trader_id: int) -> list[dict[str, str]]:
+    """Return the trader's balances from the matcher, summed over shards: {asset, available, locked, total}."""
+    engine = services.engine
+    fields = {"account_id": trader_id}
+    results = engine.call_many([(shard_id, "balances", fields) for shard_id in engine.shard_ids])
+    for result in results:
+        if isinstance(result, ApiError):
+            raise result
+    return results[0] if len(results) == 1 else _sum_balances(results)
 
 
 def _sum_balances(per_shard: list[list[dict[str, str]]]) -> list[dict[str, str]]:
