@@ -203,14 +203,15 @@ class Order:
 
 
 class OrderByClientId:
-    """One open order by its client_order_id."""
+    """One order by its client_order_id (amend and cancel: the open one)."""
 
     def __init__(self, services: Services) -> None:
         self.services = services
 
-    @operation(summary="One open order by client_order_id", auth=TRADER, matcher=True, response=ref("Order"),
-               errors=_ORDER_ERRORS, tags=("account",),
-               description="After a 504, look the order up here before sending it again.")
+    @operation(summary="One order by client_order_id: the open one, else the newest recently closed",
+               auth=TRADER, matcher=True, response=ref("Order"), errors=_ORDER_ERRORS, tags=("account",),
+               description="After a 504, look the order up here before sending it again: an order that executed "
+                           "and closed at once (IOC, FOK, market) is found too.")
     def on_get(self, req: falcon.Request, resp: falcon.Response, client_order_id: str) -> None:
         self._answer(req, resp, "get_order", client_order_id)
 
