@@ -42,8 +42,10 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     "Trade": _object({"trade_id": _INTEGER, "pair": _STRING, "price": _STRING, "quantity": _STRING,
                       "taker_side": {"type": "string", "enum": ["buy", "sell"]}, "ts": _MS}),
     "Candle": _object({"open_time": _MS, "close_time": _MS, "open": _STRING, "high": _STRING, "low": _STRING,
-                       "close": _STRING, "volume": _STRING, "quote_volume": _STRING, "trades": _INTEGER},
-                      "one candle; intervals without trades are absent"),
+                       "close": _STRING, "volume": _STRING, "quote_volume": _STRING, "trades": _INTEGER,
+                       "taker_buy_volume": _NULLABLE, "taker_buy_quote_volume": _NULLABLE},
+                      "one candle; intervals without trades are absent; the taker-buy volumes are null in candles "
+                      "recorded before the store kept them"),
     "Ticker": _object({
         "pair": _STRING, "open_time": _MS, "close_time": _MS, "last": _NULLABLE, "open": _NULLABLE,
         "high": _NULLABLE, "low": _NULLABLE, "volume": _STRING, "quote_volume": _STRING, "change": _NULLABLE,
