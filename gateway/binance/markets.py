@@ -105,9 +105,8 @@ class Markets:
         return market
 
     def every(self) -> list[Market]:
-        """Return every market known (ambiguous symbols included), asking the matchers if none is."""
-        if not self._by_pair:
-            self.refresh()
+        """Return every market, ambiguous symbols included, as the matchers have them now."""
+        self.refresh()
         return list(self._by_pair.values())
 
     def of_pair(self, pair: str) -> Market:

@@ -111,9 +111,8 @@ def _split(text: str) -> tuple[dict[str, str], str | None, str]:
     return values, signature, "&".join(kept)
 
 
-def check_known(params: Params, known: Iterable[str]) -> None:
+def check_known(params: Params, known: frozenset[str]) -> None:
     """Refuse parameters the endpoint does not read, as Binance does (-1104)."""
-    known = frozenset(known)
     read = sum(1 for name in params.values if name in known)
     if read != len(params.values):
         raise BinanceError(-1104, f"Not all sent parameters were read; read '{read}' parameter(s) but was sent "

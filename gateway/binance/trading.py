@@ -55,6 +55,10 @@ def new_client_id() -> str:
     return secrets.token_urlsafe(16)
 
 
+def _is_zero(amount: str) -> bool:
+    return not amount.strip("0.")
+
+
 def _time_range(params: Params) -> tuple[int | None, int | None]:
     start = integer(params, "startTime", 0, MAX_TIME)
     end = integer(params, "endTime", 0, MAX_TIME)
@@ -82,7 +86,7 @@ class Account:
         trader_id = req.context.trader_id
         balances = [{"asset": balance["asset"], "free": balance["available"], "locked": balance["locked"]}
                     for balance in trader_balances(self.services, trader_id)
-                    if not omit_zero or balance["total"].strip("0.")]
+                    if not (omit_zero and _is_zero(balance["total"]))]
         markets = self.markets.every()
         # Fees are per market in zmx: the account shows the highest, the fills what was charged.
         maker = max((market.maker_fee_bps for market in markets), default=0)
