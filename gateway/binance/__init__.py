@@ -23,21 +23,21 @@ def mount(services: Services) -> None:
     """Serve /api/v3 from the gateway's app (outside the native OpenAPI document: docs/binance-compat.md)."""
     markets = Markets(services)
     routes = {
-        "ping": market_data.Ping(),
-        "time": market_data.ServerTime(),
-        "exchangeInfo": market_data.ExchangeInfo(services, markets),
-        "depth": market_data.Depth(services, markets),
-        "trades": market_data.Trades(services, markets),
-        "klines": market_data.Klines(services, markets),
-        "ticker/24hr": market_data.Ticker24h(services, markets),
-        "ticker/price": market_data.TickerPrice(services, markets),
-        "ticker/bookTicker": market_data.BookTicker(services, markets),
-        "account": trading.Account(services, markets),
-        "order": trading.Order(services, markets),
-        "openOrders": trading.OpenOrders(services, markets),
-        "allOrders": trading.AllOrders(services, markets),
-        "myTrades": trading.MyTrades(services, markets),
+        "ping": market_data.Ping,
+        "time": market_data.ServerTime,
+        "exchangeInfo": market_data.ExchangeInfo,
+        "depth": market_data.Depth,
+        "trades": market_data.Trades,
+        "klines": market_data.Klines,
+        "ticker/24hr": market_data.Ticker24h,
+        "ticker/price": market_data.TickerPrice,
+        "ticker/bookTicker": market_data.BookTicker,
+        "account": trading.Account,
+        "order": trading.Order,
+        "openOrders": trading.OpenOrders,
+        "allOrders": trading.AllOrders,
+        "myTrades": trading.MyTrades,
     }
     for path, resource in routes.items():
-        services.app.add_route(f"{PREFIX}/{path}", resource)
+        services.app.add_route(f"{PREFIX}/{path}", resource(services, markets))
     services.app.add_middleware(Guard(services))

@@ -38,6 +38,7 @@ import orjson
 from common.types import RejectCode
 from gateway import keys
 from gateway.binance.errors import BinanceError, mandatory, render
+from gateway.binance.markets import Markets
 from gateway.binance.params import Params, check_known, parse
 from gateway.envelope import ApiError
 from gateway.services import Services
@@ -78,6 +79,14 @@ def endpoint(*params: str, signed: bool = False, weight: int | Callable[[Params]
 def endpoint_of(resource: object, method: str) -> Endpoint | None:
     responder = getattr(resource, "on_" + method.lower(), None)
     return getattr(responder, "binance", None)
+
+
+class Resource:
+    """A Binance route's resource: the gateway's services and the markets by symbol."""
+
+    def __init__(self, services: Services, markets: Markets) -> None:
+        self.services = services
+        self.markets = markets
 
 
 def answer(resp: falcon.Response, data: Any) -> None:
@@ -128,7 +137,7 @@ class Guard:
     def process_response(self, req: falcon.Request, resp: falcon.Response, resource: Any,
                          req_succeeded: bool) -> None:
         error = getattr(resp.context, "error", None)
-        if error is not None and req.path.startswith(PREFIX):
+        if error is not None and (req.path == PREFIX or req.path.startswith(PREFIX + "/")):
             render(resp, error)
 
     def _authenticate(self, req: falcon.Request, params: Params) -> tuple[int, str]:

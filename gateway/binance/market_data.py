@@ -14,7 +14,7 @@ import falcon
 import orjson
 
 from gateway.binance import shapes
-from gateway.binance.dialect import answer, endpoint, rate_limit_interval
+from gateway.binance.dialect import Resource, answer, endpoint, rate_limit_interval
 from gateway.binance.errors import BinanceError, bad_combination, invalid_value
 from gateway.binance.markets import Market, Markets, ceiling
 from gateway.binance.params import Params, boolean, choice, integer, symbol_list, symbol_text
@@ -62,23 +62,19 @@ def selected_markets(markets: Markets, params: Params, fresh: bool = False) -> t
     return markets.refresh(), False
 
 
-class Ping:
+class Ping(Resource):
     @endpoint()
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         answer(resp, {})
 
 
-class ServerTime:
+class ServerTime(Resource):
     @endpoint()
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         answer(resp, {"serverTime": now_ms()})
 
 
-class ExchangeInfo:
-    def __init__(self, services: Services, markets: Markets) -> None:
-        self.services = services
-        self.markets = markets
-
+class ExchangeInfo(Resource):
     @endpoint("symbol", "symbols", "permissions", "showPermissionSets", "symbolStatus", weight=5)
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         params = req.context.params
@@ -163,11 +159,7 @@ def _symbol_info(market: Market, show_sets: bool) -> dict[str, Any]:
     return info
 
 
-class Depth:
-    def __init__(self, services: Services, markets: Markets) -> None:
-        self.services = services
-        self.markets = markets
-
+class Depth(Resource):
     @endpoint("symbol", "limit", weight=_limit_weight)
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         params = req.context.params
@@ -177,11 +169,7 @@ class Depth:
         answer(resp, {"lastUpdateId": book["seq"], "bids": book["bids"], "asks": book["asks"]})
 
 
-class Trades:
-    def __init__(self, services: Services, markets: Markets) -> None:
-        self.services = services
-        self.markets = markets
-
+class Trades(Resource):
     @endpoint("symbol", "limit")
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         params = req.context.params
@@ -191,11 +179,7 @@ class Trades:
         answer(resp, [shapes.trade(trade, market) for trade in reversed(newest_first)])
 
 
-class Klines:
-    def __init__(self, services: Services, markets: Markets) -> None:
-        self.services = services
-        self.markets = markets
-
+class Klines(Resource):
     @endpoint("symbol", "interval", "startTime", "endTime", "timeZone", "limit")
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         params = req.context.params
@@ -216,11 +200,7 @@ class Klines:
         answer(resp, [shapes.kline(candle) for candle in candles])
 
 
-class Ticker24h:
-    def __init__(self, services: Services, markets: Markets) -> None:
-        self.services = services
-        self.markets = markets
-
+class Ticker24h(Resource):
     @endpoint("symbol", "symbols", "type", weight=_symbols_weight)
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         params = req.context.params
@@ -233,11 +213,7 @@ class Ticker24h:
         answer(resp, tickers[0] if single else tickers)
 
 
-class TickerPrice:
-    def __init__(self, services: Services, markets: Markets) -> None:
-        self.services = services
-        self.markets = markets
-
+class TickerPrice(Resource):
     @endpoint("symbol", "symbols", weight=_symbols_weight)
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         selected, single = selected_markets(self.markets, req.context.params)
@@ -249,11 +225,7 @@ class TickerPrice:
         answer(resp, prices[0] if single else prices)
 
 
-class BookTicker:
-    def __init__(self, services: Services, markets: Markets) -> None:
-        self.services = services
-        self.markets = markets
-
+class BookTicker(Resource):
     @endpoint("symbol", "symbols", weight=_symbols_weight)
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         selected, single = selected_markets(self.markets, req.context.params)

@@ -22,7 +22,7 @@ import falcon
 
 from common.types import RejectCode, Step
 from gateway.binance import shapes
-from gateway.binance.dialect import answer, endpoint
+from gateway.binance.dialect import Resource, answer, endpoint
 from gateway.binance.errors import (
     NO_SUCH_ORDER,
     UNKNOWN_ORDER,
@@ -75,11 +75,7 @@ def _gather(services: Services, calls: list[tuple[int, str, dict[str, Any]]]) ->
     return results
 
 
-class Account:
-    def __init__(self, services: Services, markets: Markets) -> None:
-        self.services = services
-        self.markets = markets
-
+class Account(Resource):
     @endpoint("omitZeroBalances", signed=True, weight=2)
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         omit_zero = boolean(req.context.params, "omitZeroBalances")
@@ -103,11 +99,7 @@ class Account:
         })
 
 
-class Order:
-    def __init__(self, services: Services, markets: Markets) -> None:
-        self.services = services
-        self.markets = markets
-
+class Order(Resource):
     @endpoint("symbol", "side", "type", "timeInForce", "quantity", "quoteOrderQty", "price", "newClientOrderId",
               "newOrderRespType", "selfTradePreventionMode", *UNSERVED_PARAMETERS, signed=True)
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
@@ -239,11 +231,7 @@ def find_order(services: Services, trader_id: int, market: Market, params: Param
     return order
 
 
-class OpenOrders:
-    def __init__(self, services: Services, markets: Markets) -> None:
-        self.services = services
-        self.markets = markets
-
+class OpenOrders(Resource):
     @endpoint("symbol", signed=True, weight=3)
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         symbol = symbol_text(req.context.params, required=False)
@@ -269,11 +257,7 @@ class OpenOrders:
         answer(resp, [shapes.canceled(order, market, new_client_id()) for order in result["canceled"]])
 
 
-class AllOrders:
-    def __init__(self, services: Services, markets: Markets) -> None:
-        self.services = services
-        self.markets = markets
-
+class AllOrders(Resource):
     @endpoint("symbol", "orderId", "startTime", "endTime", "limit", signed=True, weight=3)
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         params = req.context.params
@@ -286,11 +270,7 @@ class AllOrders:
         answer(resp, [shapes.order(order, market) for order in orders])
 
 
-class MyTrades:
-    def __init__(self, services: Services, markets: Markets) -> None:
-        self.services = services
-        self.markets = markets
-
+class MyTrades(Resource):
     @endpoint("symbol", "orderId", "startTime", "endTime", "fromId", "limit", signed=True)
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         params = req.context.params
