@@ -389,6 +389,8 @@ def order_message(order, market, assets, fills=()) -> dict[str, Any]:
         "quote_quantity": assets[market.quote].format(quote_quantity) if quote_quantity is not None else None,
         "filled_quantity": lot.format_cached(filled),
         "remaining_quantity": lot.format_cached(remaining),
+        # What the fills so far traded in the quote asset (price x quantity summed, fees apart).
+        "filled_quote_quantity": assets[market.quote].format(order.filled_quote),
         # Exact average price in quote per base, rendered with the tick's decimals plus 8.
         "average_price": _average_price(order.filled_quote, filled, market) if filled else None,
         "status": _STATUS_NAME[order.status],

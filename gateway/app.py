@@ -17,7 +17,7 @@ import falcon
 from common.config import Config, load_config
 from common.store import StoreError, StoreUnavailable, open_store
 from common.types import RejectCode
-from gateway import keys
+from gateway import binance, keys
 from gateway.auth import Authenticator
 from gateway.engine_client import EngineClient
 from gateway.envelope import ApiError, handle_api_error, handle_falcon_error, handle_unexpected, render_error
@@ -117,6 +117,7 @@ def build(config: Config, engine_client, store, *, admin_token: str | None = Non
     _add_history_routes(services)
     for template, resource in services.routes:
         app.add_route(template, resource)
+    binance.mount(services)  # /api/v3, the Binance-compatible subset
     openapi.set_document(build_document(services.routes))
     return app, services
 

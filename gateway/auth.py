@@ -70,7 +70,7 @@ class Authenticator:
                 missing = "X-Timestamp" if timestamp_text is None else "X-Signature"
                 raise ApiError(RejectCode.MISSING_AUTHENTICATION, f"{missing} is missing", {"header": missing})
             timestamp = self._timestamp(timestamp_text)
-        trader_id, secret = self._lookup(api_key)
+        trader_id, secret = self.lookup(api_key)
         if trader_id is None:
             raise ApiError(RejectCode.INVALID_API_KEY, "unknown or revoked API key")
         if key_only:
@@ -100,7 +100,8 @@ class Authenticator:
                            {"server_time": now, "receive_window_ms": self.receive_window_ms})
         return timestamp
 
-    def _lookup(self, api_key: str) -> tuple[int | None, bytes]:
+    def lookup(self, api_key: str) -> tuple[int | None, bytes]:
+        """Return (trader id, API secret) of a key; the trader id is None for an unknown or revoked key."""
         now = self.monotonic()
         cached = self._cache.get(api_key)
         if cached is not None and cached[2] > now:

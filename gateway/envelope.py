@@ -88,6 +88,7 @@ def render_error(resp: falcon.Response, error: ApiError) -> None:
         for name, value in error.headers.items():
             resp.set_header(name, value)
     resp.context.error_code = error.code
+    resp.context.error = error  # for a dialect that renders errors its own way (gateway/binance)
 
 
 def handle_api_error(req: falcon.Request, resp: falcon.Response, error: ApiError, params: dict) -> None:

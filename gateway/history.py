@@ -36,18 +36,23 @@ VALUATION = pattern_param("asset", re.compile(ASSET_SYMBOL.pattern), 12,
                           "must be an asset symbol")
 
 _NULLABLE_MS = {"type": "integer", "nullable": True}
+_NULLABLE_INTEGER = {"type": "integer", "nullable": True}
 
 SCHEMAS: dict[str, dict[str, Any]] = {
     "Trade": _object({"trade_id": _INTEGER, "pair": _STRING, "price": _STRING, "quantity": _STRING,
                       "taker_side": {"type": "string", "enum": ["buy", "sell"]}, "ts": _MS}),
     "Candle": _object({"open_time": _MS, "close_time": _MS, "open": _STRING, "high": _STRING, "low": _STRING,
-                       "close": _STRING, "volume": _STRING, "quote_volume": _STRING, "trades": _INTEGER},
-                      "one candle; intervals without trades are absent"),
+                       "close": _STRING, "volume": _STRING, "quote_volume": _STRING, "trades": _INTEGER,
+                       "taker_buy_volume": _NULLABLE, "taker_buy_quote_volume": _NULLABLE},
+                      "one candle; intervals without trades are absent; the taker-buy volumes are null in candles "
+                      "recorded before the store kept them"),
     "Ticker": _object({
         "pair": _STRING, "open_time": _MS, "close_time": _MS, "last": _NULLABLE, "open": _NULLABLE,
         "high": _NULLABLE, "low": _NULLABLE, "volume": _STRING, "quote_volume": _STRING, "change": _NULLABLE,
         "change_percent": _NULLABLE, "trades": _INTEGER, "first_trade_ts": _NULLABLE_MS,
-        "last_trade_ts": _NULLABLE_MS, "best_bid": _NULLABLE, "best_ask": _NULLABLE, "seq": _INTEGER,
+        "last_trade_ts": _NULLABLE_MS, "first_trade_id": _NULLABLE_INTEGER, "last_trade_id": _NULLABLE_INTEGER,
+        "last_quantity": _NULLABLE, "prev_close": _NULLABLE, "best_bid": _NULLABLE, "best_ask": _NULLABLE,
+        "seq": _INTEGER,
     }, "24-hour statistics (from recorded trades) and the best prices now (from the matcher)"),
     "AccountFill": _object({"trade_id": _INTEGER, "order_id": _INTEGER, "pair": _STRING,
                             "side": {"type": "string", "enum": ["buy", "sell"]}, "price": _STRING,
@@ -102,16 +107,22 @@ class Ticker:
         pair = pair_from_path(pair)
         services = self.services
         book = services.call(services.shards.for_pair(pair), "snapshot", {"pair": pair, "depth": 1})
-        now = now_ms()
-        stats = services.store.ticker(pair, now)
-        if stats is None:  # created but not recorded yet
-            stats = {"pair": pair, "open_time": now - 86_400_000, "close_time": now, "last": None,
-                     "open": None, "high": None, "low": None, "volume": "0", "quote_volume": "0", "change": None,
-                     "change_percent": None, "trades": 0, "first_trade_ts": None, "last_trade_ts": None}
+        stats = ticker_stats(services.store, pair, now_ms())
         stats["best_bid"] = book["bids"][0][0] if book["bids"] else None
         stats["best_ask"] = book["asks"][0][0] if book["asks"] else None
         stats["seq"] = book["seq"]
         ok(resp, stats)
+
+
+def ticker_stats(store, pair: str, now: int) -> dict[str, Any]:
+    """Return the store's 24-hour statistics of a market, or those of no trade for one not recorded yet."""
+    stats = store.ticker(pair, now)
+    if stats is None:
+        stats = {"pair": pair, "open_time": now - 86_400_000, "close_time": now, "last": None, "open": None,
+                 "high": None, "low": None, "volume": "0", "quote_volume": "0", "change": None, "change_percent": None,
+                 "trades": 0, "first_trade_ts": None, "last_trade_ts": None, "first_trade_id": None,
+                 "last_trade_id": None, "last_quantity": None, "prev_close": None}
+    return stats
 
 
 class Trades:

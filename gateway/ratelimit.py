@@ -141,6 +141,7 @@ class Decision:
     limit: int
     remaining: int
     reset_seconds: int
+    used: int  # the window's total weight, this request's included
 
     def headers(self) -> dict[str, str]:
         headers = {
@@ -174,8 +175,8 @@ class RateLimiter:
             total = self.counters.hit(f"{scope}:{identity}", window_start, weight)
         except Exception:
             log.exception("rate-limit backend failed; letting the request through")
-            return Decision(True, limit, limit, reset_seconds)
-        return Decision(total <= limit, limit, max(0, limit - total), reset_seconds)
+            return Decision(True, limit, limit, reset_seconds, 0)
+        return Decision(total <= limit, limit, max(0, limit - total), reset_seconds, total)
 
 
 class ReplayGuard:

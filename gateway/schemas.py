@@ -342,6 +342,8 @@ COMPONENTS: dict[str, dict[str, Any]] = {
         "quantity": {"type": "string", "nullable": True,
                      "description": "null for a market buy by quote_quantity until it closes"},
         "quote_quantity": _NULLABLE_STRING, "filled_quantity": _STRING, "remaining_quantity": _STRING,
+        "filled_quote_quantity": {"type": "string", "description": "quote asset traded by the fills so far "
+                                                                   "(price x quantity summed, fees apart)"},
         "average_price": {"type": "string", "nullable": True,
                           "description": "tick decimals plus 8, truncated; null before the first fill"},
         "status": _enum(STATUS_BY_WIRE, ""), "time_in_force": _enum(TIME_IN_FORCE_BY_WIRE, ""),

@@ -14,7 +14,9 @@ Every target gets the identical request: `POST /api/v1/account/orders` with a si
 JSON limit order (a random side, a price 0-20 ticks either side of 100.00, 1-5 lots, so
 about half the orders trade and the book stays small), one trader account per client
 connection. The gateway also gets `GET /api/v1/time` (middleware only, no matcher) as a
-third column, which splits the gateway's own cost from the matcher round trip.
+third column, which splits the gateway's own cost from the matcher round trip; and, with
+`--targets ...,binance`, the same order as `POST /api/v3/order` in Binance's dialect (a
+signed form body: symbol, side, LIMIT, GTC, quantity, price, newClientOrderId, timestamp).
 
 Load generator: `--clients` processes, each driving keep-alive sockets with a selector
 loop and a minimal HTTP/1.1 parser (status line and Content-Length); a request is built and
@@ -72,6 +74,7 @@ except ImportError:
 
 ORDER_PATH = "/api/v1/account/orders"
 TIME_PATH = "/api/v1/time"
+BINANCE_ORDER_PATH = "/api/v3/order"
 PAIR = "BTC-USDT"
 READY_TIMEOUT = 30.0
 STOP_TIMEOUT = 15.0
@@ -213,6 +216,8 @@ class Connection:
 def build_request(connection: Connection, path: str, rng: random.Random, client_order_id: bytes) -> bytes:
     if path == TIME_PATH:
         return b"GET /api/v1/time HTTP/1.1\r\nHost: bench\r\n\r\n"
+    if path == BINANCE_ORDER_PATH:
+        return build_binance_request(connection, rng, client_order_id)
     body = (b'{"pair":"BTC-USDT","side":"%s","type":"limit","price":"%d.%02d","quantity":"0.00%d",'
             b'"client_order_id":"%s"}' % (b"buy" if rng.random() < 0.5 else b"sell",
                                           *divmod(10000 + rng.randint(-20, 20), 100), rng.randint(1, 5),
@@ -222,6 +227,18 @@ def build_request(connection: Connection, path: str, rng: random.Random, client_
     return (b"POST %s HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
             b"X-API-Key: %s\r\nX-Timestamp: %s\r\nX-Signature: %s\r\n\r\n%s" % (
                 path.encode(), len(body), connection.key.encode(), timestamp, signature.encode(), body))
+
+
+def build_binance_request(connection: Connection, rng: random.Random, client_order_id: bytes) -> bytes:
+    """The same order in Binance's dialect: a form body signed with HMAC-SHA256 of the parameters."""
+    params = (b"symbol=BTCUSDT&side=%s&type=LIMIT&timeInForce=GTC&quantity=0.00%d&price=%d.%02d"
+              b"&newClientOrderId=%s&timestamp=%d" % (b"BUY" if rng.random() < 0.5 else b"SELL", rng.randint(1, 5),
+                                                      *divmod(10000 + rng.randint(-20, 20), 100), client_order_id,
+                                                      time.time_ns() // 1_000_000))
+    body = params + b"&signature=" + hmac.new(connection.secret, params, hashlib.sha256).hexdigest().encode()
+    return (b"POST %s HTTP/1.1\r\nHost: bench\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+            b"Content-Length: %d\r\nX-MBX-APIKEY: %s\r\n\r\n%s" % (
+                BINANCE_ORDER_PATH.encode(), len(body), connection.key.encode(), body))
 
 
 def parse_response(connection: Connection) -> int | None:
@@ -364,7 +381,8 @@ def main() -> None:
     parser.add_argument("--traders", type=int, default=32, help="trader accounts (32)")
     parser.add_argument("--fsync", default="batch", choices=("always", "batch", "off"))
     parser.add_argument("--log-level", default="info", help="gateway log level (info: one access line a request)")
-    parser.add_argument("--targets", default="constant,time,orders", help="which of constant,time,orders")
+    parser.add_argument("--targets", default="constant,time,orders",
+                        help="which of constant,time,orders,binance (binance: POST /api/v3/order)")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--profile", action="store_true", help="py-spy one worker of each server during peak")
     parser.add_argument("--serve-constant", metavar="CONFIG", help=argparse.SUPPRESS)
@@ -394,7 +412,9 @@ def main() -> None:
         print_header(args)
         targets = {"constant": (constant, ORDER_PATH, "constant Falcon endpoint, same gunicorn settings"),
                    "time": (gateway, TIME_PATH, "gateway GET /api/v1/time (middleware, no matcher)"),
-                   "orders": (gateway, ORDER_PATH, "gateway POST /api/v1/account/orders (-> matcher)")}
+                   "orders": (gateway, ORDER_PATH, "gateway POST /api/v1/account/orders (-> matcher)"),
+                   "binance": (gateway, BINANCE_ORDER_PATH, "gateway POST /api/v3/order, the same order in Binance's "
+                                                            "dialect (-> matcher)")}
         results = {}
         for name in args.targets.split(","):
             server, path, label = targets[name]
@@ -414,7 +434,7 @@ def measure(server: Server, path: str, keys, args: argparse.Namespace, matcher: 
     matcher_before = matcher.cpu().get("total", float("nan"))
     profiler = None
     if args.profile and server.workers():
-        name = "orders" if path == ORDER_PATH else "time"
+        name = {ORDER_PATH: "orders", TIME_PATH: "time", BINANCE_ORDER_PATH: "binance"}[path]
         output = Path(tempfile.gettempdir()) / f"bench-gateway-{server.name}-{name}.txt"
         profiler = subprocess.Popen([str(Path(sys.executable).with_name("py-spy")), "record", "--format", "raw",
                                      "--gil", "-o", str(output),

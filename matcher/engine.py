@@ -208,6 +208,8 @@ class Engine:
         self.ledger = Ledger()
         self.orders: dict[int, Order] = {}
         self.recent_closed: OrderedDict[int, Order] = OrderedDict()
+        # (account id, client order id) -> the newest of recent_closed with that client id
+        self.recent_closed_by_client_id: dict[tuple[int, str], Order] = {}
         self.bot_keys: dict[str, int] = {}
         self.order_counter = 0
         self.trade_counter = 0
@@ -302,7 +304,7 @@ class Engine:
             del account.open_orders[order_id]
             if order.client_order_id is not None:
                 del account.client_ids[order.client_order_id]
-        self._remember_closed(order)
+        self.remember_closed(order)
         touched.orders[order_id] = order
 
     # ------------------------------------------------------------------ orders
@@ -393,7 +395,7 @@ class Engine:
         if time_in_force == FOK and _fillable(book, order) < quantity:
             order.status = EXPIRED
             order.remaining = 0
-            self._remember_closed(order)
+            self.remember_closed(order)
             self._finish(ts)
             return order
 
@@ -452,11 +454,19 @@ class Engine:
             return order.locked < best.price * per_tick_lot
         return order.locked * order.filled < order.filled_quote
 
-    def _remember_closed(self, order: Order) -> None:
+    def remember_closed(self, order: Order) -> None:
+        """Keep a closed order for lookups, by id and by client id, among the newest RECENT_CLOSED_LIMIT."""
         recent = self.recent_closed
         recent[order.order_id] = order
+        by_client_id = self.recent_closed_by_client_id
+        if order.client_order_id is not None:
+            by_client_id[(order.account_id, order.client_order_id)] = order
         if len(recent) > RECENT_CLOSED_LIMIT:
-            recent.popitem(last=False)
+            _, dropped = recent.popitem(last=False)
+            if dropped.client_order_id is not None:
+                key = (dropped.account_id, dropped.client_order_id)
+                if by_client_id.get(key) is dropped:
+                    del by_client_id[key]
 
     def _match(self, market: Market, taker: Order, account: Account, ts: int) -> bool:
         """Trade `taker` against the opposite side; return True when STP expired the taker."""
@@ -892,12 +902,17 @@ class Engine:
     # ------------------------------------------------------------------ queries (no state change)
 
     def order(self, account_id: int, order_id: int | None, client_order_id: str | None) -> Order | None:
-        """Return an open or recently closed order of the account."""
+        """Return an open or recently closed order of the account.
+
+        By client order id: the open order that has it, else the newest recently closed one.
+        """
         if order_id is not None:
             order = self.orders.get(order_id) or self.recent_closed.get(order_id)
         else:
             account = self.ledger.accounts.get(account_id)
             order = account.client_ids.get(client_order_id) if account is not None else None
+            if order is None:
+                order = self.recent_closed_by_client_id.get((account_id, client_order_id))
         return order if order is not None and order.account_id == account_id else None
 
     def open_orders(self, account_id: int, symbol: str | None = None) -> list[Order]:

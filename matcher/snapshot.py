@@ -177,8 +177,7 @@ def load(state: dict) -> Engine:
 
     engine.bot_keys = dict(state["bot_keys"])
     for record in state["recent_closed"]:
-        order = _load_order(record)
-        engine.recent_closed[order.order_id] = order
+        engine.remember_closed(_load_order(record))
     return engine
 
 

@@ -105,7 +105,7 @@ class Replica:
                     trade_ms = trade_ts // 1_000_000
                     batch.trades.append((pair, trade_id, tick_format(price), lot_format(lots), _SIDE[taker_side],
                                          trade_ms, seq))
-                    batch.candle_trades.append((pair, trade_id, trade_ms, price, lots))
+                    batch.candle_trades.append((pair, trade_id, trade_ms, price, lots, taker_side == Side.BUY))
             if update.halted is not None:
                 batch.markets[pair] = self._market_row(market, seq)
         for update in engine.private:
@@ -119,6 +119,7 @@ class Replica:
                 batch.orders[order_id] = (
                     order_id, account_id, order.market, status, 1 if _OPEN[order.status] else 0,
                     message["created_at"], message["updated_at"], seq, orjson.dumps(message).decode(),
+                    order.client_order_id,
                 )
                 batch.order_events.append((order_id, seq, account_id, status, message["price"], message["quantity"],
                                            message["filled_quantity"], ts_ms))

@@ -48,12 +48,18 @@ def bucket(ts_ms: int, interval: str) -> int:
 
 
 class Candle:
-    """One candle as integers: prices in ticks, volume in lots, quote volume in quote units."""
+    """One candle as integers: prices in ticks, volume in lots, quote volume in quote units.
+
+    `taker_buy_volume` and `taker_buy_quote_volume` are the part of the volumes whose taker
+    bought; None where they are not known (candles the store recorded before it kept them,
+    and whatever merges with those).
+    """
 
     __slots__ = ("open", "high", "low", "close", "volume", "quote_volume", "trades", "first_trade_id",
-                 "last_trade_id")
+                 "last_trade_id", "taker_buy_volume", "taker_buy_quote_volume")
 
-    def __init__(self, open_, high, low, close, volume, quote_volume, trades, first_trade_id, last_trade_id):
+    def __init__(self, open_, high, low, close, volume, quote_volume, trades, first_trade_id, last_trade_id,
+                 taker_buy_volume=None, taker_buy_quote_volume=None):
         self.open = open_
         self.high = high
         self.low = low
@@ -63,10 +69,12 @@ class Candle:
         self.trades = trades
         self.first_trade_id = first_trade_id
         self.last_trade_id = last_trade_id
+        self.taker_buy_volume = taker_buy_volume
+        self.taker_buy_quote_volume = taker_buy_quote_volume
 
     def copy(self) -> "Candle":
         return Candle(self.open, self.high, self.low, self.close, self.volume, self.quote_volume, self.trades,
-                      self.first_trade_id, self.last_trade_id)
+                      self.first_trade_id, self.last_trade_id, self.taker_buy_volume, self.taker_buy_quote_volume)
 
     def merge(self, other: "Candle") -> None:
         """Add another candle's trades (none of them already in this one) to this candle.
@@ -87,19 +95,30 @@ class Candle:
         self.volume += other.volume
         self.quote_volume += other.quote_volume
         self.trades += other.trades
+        if self.taker_buy_volume is None or other.taker_buy_volume is None:
+            self.taker_buy_volume = self.taker_buy_quote_volume = None
+        else:
+            self.taker_buy_volume += other.taker_buy_volume
+            self.taker_buy_quote_volume += other.taker_buy_quote_volume
 
     def as_row(self, spec: MarketSpec) -> tuple:
-        """Return (open, high, low, close, volume, quote_volume, trades, first_trade_id, last_trade_id) as stored."""
+        """Return (open, high, low, close, volume, quote_volume, trades, first_trade_id, last_trade_id,
+        taker_buy_volume, taker_buy_quote_volume) as stored."""
         tick = spec.tick.format_cached
+        known = self.taker_buy_volume is not None
         return (tick(self.open), tick(self.high), tick(self.low), tick(self.close), spec.lot.format(self.volume),
-                spec.quote_step.format(self.quote_volume), self.trades, self.first_trade_id, self.last_trade_id)
+                spec.quote_step.format(self.quote_volume), self.trades, self.first_trade_id, self.last_trade_id,
+                spec.lot.format(self.taker_buy_volume) if known else None,
+                spec.quote_step.format(self.taker_buy_quote_volume) if known else None)
 
     @classmethod
     def from_row(cls, row, spec: MarketSpec) -> "Candle":
-        """Parse the stored (open, high, low, close, volume, quote_volume, trades, first, last) back."""
+        """Parse a stored row (as `as_row` writes it) back."""
         tick = spec.tick.parse
+        known = row[9] is not None
         return cls(tick(row[0]), tick(row[1]), tick(row[2]), tick(row[3]), spec.lot.parse(row[4]),
-                   spec.quote_step.parse(row[5]), row[6], row[7], row[8])
+                   spec.quote_step.parse(row[5]), row[6], row[7], row[8],
+                   spec.lot.parse(row[9]) if known else None, spec.quote_step.parse(row[10]) if known else None)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Candle) and all(getattr(self, name) == getattr(other, name)
@@ -110,15 +129,19 @@ class Candle:
 
 
 def minute_candles(trades, specs: dict[str, MarketSpec]) -> dict[tuple[str, int], Candle]:
-    """Gather (pair, trade_id, ts, ticks, lots) trades, in trade order, into one-minute candles."""
+    """Gather (pair, trade_id, ts, ticks, lots, taker_buys) trades, in trade order, into one-minute candles."""
     partials: dict[tuple[str, int], Candle] = {}
-    for pair, trade_id, ts, ticks, lots in trades:
+    for pair, trade_id, ts, ticks, lots, taker_buys in trades:
         key = (pair, ts - ts % MINUTE)
         quote = ticks * lots * specs[pair].quote_per_tick_lot
         candle = partials.get(key)
         if candle is None:
-            partials[key] = Candle(ticks, ticks, ticks, ticks, lots, quote, 1, trade_id, trade_id)
+            partials[key] = Candle(ticks, ticks, ticks, ticks, lots, quote, 1, trade_id, trade_id,
+                                   lots if taker_buys else 0, quote if taker_buys else 0)
         else:
+            if taker_buys:
+                candle.taker_buy_volume += lots
+                candle.taker_buy_quote_volume += quote
             if ticks > candle.high:
                 candle.high = ticks
             if ticks < candle.low:

@@ -88,10 +88,10 @@ class HistoryQueries:
         return spec
 
     @staticmethod
-    def _last_trade(tx, pair: str) -> tuple[str, int, int] | None:
-        """Return (price, ts, trade_id) of the market's newest trade."""
-        return tx.execute("SELECT price, ts, trade_id FROM trades WHERE pair = %s ORDER BY trade_id DESC LIMIT 1",
-                          (pair,)).fetchone()
+    def _last_trade(tx, pair: str) -> tuple[str, int, int, str] | None:
+        """Return (price, ts, trade_id, quantity) of the market's newest trade."""
+        return tx.execute("SELECT price, ts, trade_id, quantity FROM trades WHERE pair = %s"
+                          " ORDER BY trade_id DESC LIMIT 1", (pair,)).fetchone()
 
     # ------------------------------------------------------------------ market history
 
@@ -114,6 +114,9 @@ class HistoryQueries:
                 limit: int) -> list[dict[str, Any]]:
         """Candles oldest first; intervals without trades are absent.
 
+        `taker_buy_volume` and `taker_buy_quote_volume` are the volumes of the trades whose
+        taker bought (null in candles recorded before the store kept them).
+
         With `start_ms`: the first `limit` candles opening at or after it (and at or before
         `end_ms`); without: the last `limit` candles opening at or before `end_ms` (or now).
         """
@@ -121,7 +124,8 @@ class HistoryQueries:
         if length is None:
             raise ValueError(f"interval must be one of {', '.join(INTERVALS)}")
         check_limit(limit)
-        columns = "SELECT open_time, open, high, low, close, volume, quote_volume, trades FROM candles"
+        columns = ("SELECT open_time, open, high, low, close, volume, quote_volume, trades, taker_buy_volume,"
+                   " taker_buy_quote_volume FROM candles")
         params: list[Any] = [pair, interval]
         sql = f"{columns} WHERE pair = %s AND period = %s"
         if start_ms is not None:
@@ -136,7 +140,8 @@ class HistoryQueries:
         if start_ms is None:
             rows.reverse()
         return [{"open_time": row[0], "close_time": row[0] + length - 1, "open": row[1], "high": row[2],
-                 "low": row[3], "close": row[4], "volume": row[5], "quote_volume": row[6], "trades": row[7]}
+                 "low": row[3], "close": row[4], "volume": row[5], "quote_volume": row[6], "trades": row[7],
+                 "taker_buy_volume": row[8], "taker_buy_quote_volume": row[9]}
                 for row in rows]
 
     def ticker(self, pair: str, now_ms: int) -> dict[str, Any] | None:
@@ -144,7 +149,9 @@ class HistoryQueries:
 
         `open` is the first trade's price in the window and `change` is `last - open`; with
         no trade in the window the price fields are the last trade's price (or null) and the
-        volumes zero.
+        volumes zero. `first_trade_id` and `last_trade_id` bound the window's trades (null
+        without any), `last_quantity` is the newest trade's quantity and `prev_close` the price
+        of the last trade before the window (null without one).
         """
         window_start = -(-(now_ms - DAY_MS + 1) // MINUTE) * MINUTE
         with self.backend.transaction() as tx:
@@ -152,27 +159,33 @@ class HistoryQueries:
             if spec is None:
                 return None
             rows = tx.execute(
-                "SELECT open, high, low, close, volume, quote_volume, trades, first_trade_id, last_trade_id"
+                "SELECT open, high, low, close, volume, quote_volume, trades, first_trade_id, last_trade_id,"
+                " taker_buy_volume, taker_buy_quote_volume"
                 " FROM candles WHERE pair = %s AND period = '1m' AND open_time >= %s AND open_time <= %s"
                 " ORDER BY open_time",
                 (pair, window_start, now_ms),
             ).fetchall()
             last = self._last_trade(tx, pair)
             first_ts = last_ts = None
+            prev_close = last[0] if last is not None else None
             if rows:
                 first_ts = tx.execute("SELECT ts FROM trades WHERE pair = %s AND trade_id = %s",
                                       (pair, rows[0][7])).fetchone()[0]
                 last_ts = tx.execute("SELECT ts FROM trades WHERE pair = %s AND trade_id = %s",
                                      (pair, rows[-1][8])).fetchone()[0]
+                before = tx.execute("SELECT price FROM trades WHERE pair = %s AND trade_id < %s"
+                                    " ORDER BY trade_id DESC LIMIT 1", (pair, rows[0][7])).fetchone()
+                prev_close = before[0] if before is not None else None
         tick = spec.tick
         result: dict[str, Any] = {"pair": pair, "open_time": window_start, "close_time": now_ms,
-                                  "last": last[0] if last is not None else None}
+                                  "last": last[0] if last is not None else None,
+                                  "last_quantity": last[3] if last is not None else None, "prev_close": prev_close}
         if not rows:
             price = result["last"]
             result.update(open=price, high=price, low=price, volume=spec.lot.format(0),
                           quote_volume=spec.quote_step.format(0), change=None if price is None else tick.format(0),
                           change_percent=None if price is None else "0.00", trades=0, first_trade_ts=None,
-                          last_trade_ts=None)
+                          last_trade_ts=None, first_trade_id=None, last_trade_id=None)
             return result
         total = Candle.from_row(rows[0], spec)
         for row in rows[1:]:
@@ -183,7 +196,8 @@ class HistoryQueries:
             low=tick.format(total.low), volume=spec.lot.format(total.volume),
             quote_volume=spec.quote_step.format(total.quote_volume), change=tick.format(change),
             change_percent=_percent(Fraction(change), Fraction(total.open)), trades=total.trades,
-            first_trade_ts=first_ts, last_trade_ts=last_ts,
+            first_trade_ts=first_ts, last_trade_ts=last_ts, first_trade_id=total.first_trade_id,
+            last_trade_id=total.last_trade_id,
         )
         return result
 
@@ -211,19 +225,78 @@ class HistoryQueries:
 
     def order(self, trader_id: int, order_id: int) -> dict[str, Any] | None:
         """One order of the account with every fill it has had (oldest first), or None."""
+        return self._order_with_fills("SELECT data, order_id FROM orders WHERE order_id = %s AND account_id = %s",
+                                      (order_id, trader_id))
+
+    def order_by_client_id(self, trader_id: int, pair: str, client_order_id: str) -> dict[str, Any] | None:
+        """The account's newest order in `pair` with this client_order_id, with its fills, or None."""
+        return self._order_with_fills(
+            "SELECT data, order_id FROM orders WHERE account_id = %s AND client_order_id = %s AND pair = %s"
+            " ORDER BY created_at DESC, order_id DESC LIMIT 1", (trader_id, client_order_id, pair))
+
+    def _order_with_fills(self, sql: str, params: tuple) -> dict[str, Any] | None:
         with self.backend.transaction() as tx:
-            row = tx.execute("SELECT data FROM orders WHERE order_id = %s AND account_id = %s",
-                             (order_id, trader_id)).fetchone()
+            row = tx.execute(sql, params).fetchone()
             if row is None:
                 return None
             fills = tx.execute(
                 "SELECT trade_id, order_id, pair, side, price, quantity, fee, fee_asset, liquidity, ts FROM fills"
-                " WHERE order_id = %s ORDER BY fill_id", (order_id,)).fetchall()
+                " WHERE order_id = %s ORDER BY fill_id", (row[1],)).fetchall()
         order = orjson.loads(row[0])
         order["fills"] = [{"trade_id": fill[0], "order_id": fill[1], "pair": fill[2], "side": fill[3],
                            "price": fill[4], "quantity": fill[5], "fee": fill[6], "fee_asset": fill[7],
                            "liquidity": fill[8], "ts": fill[9]} for fill in fills]
         return order
+
+    def account_orders(self, trader_id: int, pair: str, limit: int, *, from_order_id: int | None = None,
+                       start_ms: int | None = None, end_ms: int | None = None) -> list[dict[str, Any]]:
+        """The account's orders in one market, oldest first, in the matcher's order shape with `fills: []`.
+
+        With `from_order_id` or `start_ms`: the first `limit` orders from there on; without
+        either: the newest `limit` (up to `end_ms`). Orders are ordered by creation, which in
+        one market is also the order of their ids.
+        """
+        check_limit(limit)
+        sql = "SELECT data FROM orders WHERE account_id = %s AND pair = %s"
+        params: list[Any] = [trader_id, pair]
+        for condition, value in ((" AND order_id >= %s", from_order_id), (" AND created_at >= %s", start_ms),
+                                 (" AND created_at <= %s", end_ms)):
+            if value is not None:
+                sql += condition
+                params.append(value)
+        return self._oldest_first(sql, params, "created_at, order_id", limit,
+                                  from_order_id is not None or start_ms is not None, _order_item)
+
+    def account_fills(self, trader_id: int, pair: str, limit: int, *, order_id: int | None = None,
+                      from_trade_id: int | None = None, start_ms: int | None = None,
+                      end_ms: int | None = None) -> list[dict[str, Any]]:
+        """The account's fills in one market, oldest first, in the shape of `fills`.
+
+        With `from_trade_id` or `start_ms`: the first `limit` fills from there on; without
+        either: the newest `limit` (of `order_id`, up to `end_ms`).
+        """
+        check_limit(limit)
+        sql = ("SELECT ts, fill_id, trade_id, order_id, pair, side, price, quantity, fee, fee_asset, liquidity"
+               " FROM fills WHERE account_id = %s AND pair = %s")
+        params: list[Any] = [trader_id, pair]
+        for condition, value in ((" AND order_id = %s", order_id), (" AND trade_id >= %s", from_trade_id),
+                                 (" AND ts >= %s", start_ms), (" AND ts <= %s", end_ms)):
+            if value is not None:
+                sql += condition
+                params.append(value)
+        return self._oldest_first(sql, params, "ts, fill_id", limit,
+                                  from_trade_id is not None or start_ms is not None, _fill_item)
+
+    def _oldest_first(self, sql: str, params: list[Any], order: str, limit: int, from_start: bool,
+                      item) -> list[dict[str, Any]]:
+        """Run a listing's query for its first `limit` rows (from_start) or its last, and return them oldest first."""
+        direction = " ASC" if from_start else " DESC"
+        sql += " ORDER BY " + ", ".join(column + direction for column in order.split(", ")) + " LIMIT %s"
+        with self.backend.transaction() as tx:
+            rows = tx.execute(sql, (*params, limit)).fetchall()
+        if not from_start:
+            rows.reverse()
+        return [item(row) for row in rows]
 
     def fills(self, trader_id: int, pair: str | None, limit: int, cursor: str | None = None) -> Page:
         """The account's fills, newest first: {trade_id, order_id, pair, side, price, quantity, fee, fee_asset, liquidity, ts}."""
@@ -240,9 +313,7 @@ class HistoryQueries:
         sql += " ORDER BY ts DESC, fill_id DESC LIMIT %s"
         with self.backend.transaction() as tx:
             rows = tx.execute(sql, (*params, limit + 1)).fetchall()
-        return make_page(rows, limit, "fills", lambda row: (row[0], row[1]), lambda row: {
-            "trade_id": row[2], "order_id": row[3], "pair": row[4], "side": row[5], "price": row[6],
-            "quantity": row[7], "fee": row[8], "fee_asset": row[9], "liquidity": row[10], "ts": row[0]})
+        return make_page(rows, limit, "fills", lambda row: (row[0], row[1]), _fill_item)
 
     def deposits(self, trader_id: int, limit: int, cursor: str | None = None) -> Page:
         """The account's deposits, newest first: {deposit_id, asset, amount, ts}."""
@@ -264,6 +335,11 @@ class HistoryQueries:
             rows = tx.execute(sql, (*params, limit + 1)).fetchall()
         return make_page(rows, limit, table, lambda row: (row[0], row[1]), lambda row: {
             id_column: row[1], "asset": row[2], "amount": row[3], "ts": row[0]})
+
+    def balances_updated_at(self, trader_id: int) -> int | None:
+        """When the account's balances last changed (ms), as recorded; None when they never did."""
+        with self.backend.transaction() as tx:
+            return tx.execute("SELECT MAX(ts) FROM balances WHERE account_id = %s", (trader_id,)).fetchone()[0]
 
     def balances(self, trader_id: int) -> list[dict[str, Any]]:
         """The account's latest balances as recorded, per asset, summed over shards: {asset, available, locked, total}."""
@@ -334,6 +410,12 @@ class HistoryQueries:
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+def _fill_item(row) -> dict[str, Any]:
+    """A fill from (ts, fill_id, trade_id, order_id, pair, side, price, quantity, fee, fee_asset, liquidity)."""
+    return {"trade_id": row[2], "order_id": row[3], "pair": row[4], "side": row[5], "price": row[6],
+            "quantity": row[7], "fee": row[8], "fee_asset": row[9], "liquidity": row[10], "ts": row[0]}
 
 
 def _order_item(row) -> dict[str, Any]:

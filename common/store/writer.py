@@ -81,7 +81,7 @@ _FILLS = _Insert(
 _ORDERS = _Insert(
     "orders",
     "order_id:bigint account_id:bigint pair:text status:text is_open:int created_at:bigint updated_at:bigint"
-    " journal_seq:bigint data:text",
+    " journal_seq:bigint data:text client_order_id:text",
     "ON CONFLICT (order_id) DO UPDATE SET status = excluded.status, is_open = excluded.is_open,"
     " updated_at = excluded.updated_at, journal_seq = excluded.journal_seq, data = excluded.data"
     " WHERE orders.journal_seq < excluded.journal_seq",
@@ -106,10 +106,11 @@ _BALANCES = _Insert(
 _CANDLES = _Insert(
     "candles",
     "pair:text period:text open_time:bigint open:text high:text low:text close:text volume:text quote_volume:text"
-    " trades:bigint first_trade_id:bigint last_trade_id:bigint",
+    " trades:bigint first_trade_id:bigint last_trade_id:bigint taker_buy_volume:text taker_buy_quote_volume:text",
     "ON CONFLICT (pair, period, open_time) DO UPDATE SET open = excluded.open, high = excluded.high,"
     " low = excluded.low, close = excluded.close, volume = excluded.volume, quote_volume = excluded.quote_volume,"
-    " trades = excluded.trades, first_trade_id = excluded.first_trade_id, last_trade_id = excluded.last_trade_id",
+    " trades = excluded.trades, first_trade_id = excluded.first_trade_id, last_trade_id = excluded.last_trade_id,"
+    " taker_buy_volume = excluded.taker_buy_volume, taker_buy_quote_volume = excluded.taker_buy_quote_volume",
 )
 _POSITIONS = _Insert(
     "positions",
@@ -119,10 +120,10 @@ _POSITIONS = _Insert(
     " realized_pnl = excluded.realized_pnl, bought = excluded.bought, sold = excluded.sold,"
     " last_fill_id = excluded.last_fill_id",
 )
-_SELECT_CANDLE = ("SELECT open, high, low, close, volume, quote_volume, trades, first_trade_id, last_trade_id"
-                  " FROM candles WHERE pair = %s AND period = %s AND open_time = %s")
-_SELECT_LATEST_CANDLE = ("SELECT open_time, open, high, low, close, volume, quote_volume, trades, first_trade_id,"
-                         " last_trade_id FROM candles WHERE pair = %s AND period = %s"
+_CANDLE_COLUMNS = ("open, high, low, close, volume, quote_volume, trades, first_trade_id, last_trade_id,"
+                   " taker_buy_volume, taker_buy_quote_volume")
+_SELECT_CANDLE = f"SELECT {_CANDLE_COLUMNS} FROM candles WHERE pair = %s AND period = %s AND open_time = %s"
+_SELECT_LATEST_CANDLE = (f"SELECT open_time, {_CANDLE_COLUMNS} FROM candles WHERE pair = %s AND period = %s"
                          " ORDER BY open_time DESC LIMIT 1")
 _SELECT_POSITION = ("SELECT quantity, cost, realized_pnl, bought, sold, last_fill_id FROM positions"
                     " WHERE account_id = %s AND pair = %s")

@@ -64,13 +64,18 @@ class Balances:
                response=ref("BalancePage"), tags=("account",),
                description="With several matcher shards, each keeps its own ledger; this sums them.")
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        engine = self.services.engine
-        fields = {"account_id": req.context.trader_id}
-        results = engine.call_many([(shard_id, "balances", fields) for shard_id in engine.shard_ids])
-        for result in results:
-            if isinstance(result, ApiError):
-                raise result
-        ok(resp, page(results[0] if len(results) == 1 else _sum_balances(results)))
+        ok(resp, page(trader_balances(self.services, req.context.trader_id)))
+
+
+def trader_balances(services: Services, trader_id: int) -> list[dict[str, str]]:
+    """Return the trader's balances from the matcher, summed over shards: {asset, available, locked, total}."""
+    engine = services.engine
+    fields = {"account_id": trader_id}
+    results = engine.call_many([(shard_id, "balances", fields) for shard_id in engine.shard_ids])
+    for result in results:
+        if isinstance(result, ApiError):
+            raise result
+    return results[0] if len(results) == 1 else _sum_balances(results)
 
 
 def _sum_balances(per_shard: list[list[dict[str, str]]]) -> list[dict[str, str]]:
@@ -198,14 +203,15 @@ class Order:
 
 
 class OrderByClientId:
-    """One open order by its client_order_id."""
+    """One order by its client_order_id (amend and cancel: the open one)."""
 
     def __init__(self, services: Services) -> None:
         self.services = services
 
-    @operation(summary="One open order by client_order_id", auth=TRADER, matcher=True, response=ref("Order"),
-               errors=_ORDER_ERRORS, tags=("account",),
-               description="After a 504, look the order up here before sending it again.")
+    @operation(summary="One order by client_order_id: the open one, else the newest recently closed",
+               auth=TRADER, matcher=True, response=ref("Order"), errors=_ORDER_ERRORS, tags=("account",),
+               description="After a 504, look the order up here before sending it again: an order that executed "
+                           "and closed at once (IOC, FOK, market) is found too.")
     def on_get(self, req: falcon.Request, resp: falcon.Response, client_order_id: str) -> None:
         self._answer(req, resp, "get_order", client_order_id)
 

@@ -16,6 +16,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,23 @@ def _toml_value(value: Any) -> str:
     if isinstance(value, (str, list)):
         return orjson.dumps(value).decode()  # JSON strings and arrays of strings are valid TOML here
     return repr(value)
+
+
+_last_timestamp = 0
+_timestamp_lock = threading.Lock()
+
+
+def _fresh_timestamp() -> int:
+    """Return the time in ms, later than any this process signed with before.
+
+    Two identical requests signed in the same millisecond (the same call from two
+    connections, say) would carry the same signature, and the gateway refuses the second
+    as a replay: each request gets its own millisecond, as a real client's would.
+    """
+    global _last_timestamp
+    with _timestamp_lock:
+        _last_timestamp = max(int(time.time() * 1000), _last_timestamp + 1)
+        return _last_timestamp
 
 
 class Response:

@@ -245,7 +245,7 @@ def assert_store_matches(store: Store, client: MatcherClient, flow: Flow, shard_
     assert sorted(_rows(store, "SELECT account_id, ts, withdrawal_id, shard_id, asset, amount, journal_seq"
                                " FROM withdrawals")) == sorted(expected.withdrawals)
     orders = {row[0]: row for row in _rows(store, "SELECT order_id, account_id, pair, status, is_open, created_at,"
-                                                  " updated_at, journal_seq, data FROM orders")}
+                                                  " updated_at, journal_seq, data, client_order_id FROM orders")}
     assert {order_id: tuple(row) for order_id, row in orders.items()} == expected.orders
     assert sorted(_rows(store, "SELECT account_id, asset, shard_id, available, locked, journal_seq, ts"
                                " FROM balances")) == sorted(expected.balances.values())
@@ -256,7 +256,7 @@ def assert_store_matches(store: Store, client: MatcherClient, flow: Flow, shard_
                in roll_up(minute_candles(expected.candle_trades, expected.specs)).items()}
     stored = {(row[0], row[1], row[2]): tuple(row[3:]) for row in _rows(
         store, "SELECT pair, period, open_time, open, high, low, close, volume, quote_volume, trades,"
-               " first_trade_id, last_trade_id FROM candles")}
+               " first_trade_id, last_trade_id, taker_buy_volume, taker_buy_quote_volume FROM candles")}
     assert stored == candles
     positions: dict[tuple[int, str], Position] = {}
     for account_id, pair, trade_id, is_buy, lots, ticks, fee in expected.position_fills:

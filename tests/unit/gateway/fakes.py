@@ -72,7 +72,8 @@ class InProcessEngine:
 
 # The Store's read side for the history routes, served by `FakeStore.history`.
 HISTORY_READS = frozenset({"markets", "trades", "candles", "ticker", "orders", "order", "fills", "deposits",
-                           "withdrawals", "balances", "positions", "portfolio", "leaderboard"})
+                           "withdrawals", "balances", "positions", "portfolio", "leaderboard", "account_orders",
+                           "account_fills", "order_by_client_id", "balances_updated_at"})
 
 
 class FakeStore:

@@ -73,7 +73,9 @@ def test_orders_by_client_order_id(alice) -> None:
     assert alice.get(path).json["data"]["client_order_id"] == "mine-1"
     assert alice.request("PATCH", path, {"quantity": "0.250"}).json["data"]["quantity"] == "0.250"
     assert alice.request("DELETE", path).json["data"]["status"] == "CANCELED"
-    assert error_of(alice.get(path))[:2] == (404, "ORDER_NOT_FOUND")
+    assert alice.get(path).json["data"]["status"] == "CANCELED"  # closed orders are found too
+    assert error_of(alice.request("DELETE", path))[:2] == (404, "ORDER_NOT_FOUND")  # but only open ones act
+    assert error_of(alice.get(f"{ORDERS}/by-client-id/mine-2"))[:2] == (404, "ORDER_NOT_FOUND")
     assert error_of(alice.get(f"{ORDERS}/by-client-id/bad%20id"))[:3] == (
         400, "INVALID_FIELD", {"field": "client_order_id"})
 

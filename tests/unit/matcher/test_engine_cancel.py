@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from common.types import RejectCode
+from matcher import snapshot
 from matcher.engine import Reject
 from tests.unit.matcher.engine_helpers import (
     ALICE,
@@ -207,4 +208,20 @@ def test_cancel_reports_partially_filled_status_before_and_canceled_after(ex):
     ex.cancel(ALICE, bid.order_id)
     assert ex.engine.order(ALICE, bid.order_id, None).status == CANCELED
     assert ex.engine.order(BOB, bid.order_id, None) is None
+    ex.check()
+
+
+def test_a_closed_order_is_found_by_client_order_id_until_an_open_one_takes_the_id(ex):
+    filled = ex.limit(ALICE, SELL, 10_000, 1, client_order_id="mine")
+    ex.limit(BOB, BUY, 10_000, 1)
+    assert ex.engine.order(ALICE, None, "mine") is filled and state(filled) == (FILLED, 1, 0)
+    assert ex.engine.order(BOB, None, "mine") is None
+
+    restored = snapshot.decode(snapshot.encode(ex.engine))
+    assert restored.order(ALICE, None, "mine").order_id == filled.order_id
+
+    reused = ex.limit(ALICE, BUY, 9_000, 1, client_order_id="mine")
+    assert ex.engine.order(ALICE, None, "mine") is reused
+    ex.cancel(ALICE, client_order_id="mine")
+    assert ex.engine.order(ALICE, None, "mine") is reused  # the newest closed one
     ex.check()

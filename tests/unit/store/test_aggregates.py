@@ -36,15 +36,16 @@ def test_buckets_are_utc_aligned(ts, interval, open_time):
 
 
 def test_minute_candles_and_roll_up_at_edges():
-    trades = [  # (pair, trade_id, ts, ticks, lots)
-        ("BTC-USDT", 1, T0 - 1, 10_000, 1_000),          # last ms of the previous day
-        ("BTC-USDT", 2, T0, 10_100, 500),                # first ms of the day
-        ("BTC-USDT", 3, T0 + 59_999, 9_900, 2_000),      # last ms of the first minute
-        ("BTC-USDT", 4, T0 + 60_000, 10_050, 1),         # next minute, same 5m/1h/1d
+    trades = [  # (pair, trade_id, ts, ticks, lots, the taker bought)
+        ("BTC-USDT", 1, T0 - 1, 10_000, 1_000, True),          # last ms of the previous day
+        ("BTC-USDT", 2, T0, 10_100, 500, True),                # first ms of the day
+        ("BTC-USDT", 3, T0 + 59_999, 9_900, 2_000, False),     # last ms of the first minute
+        ("BTC-USDT", 4, T0 + 60_000, 10_050, 1, True),         # next minute, same 5m/1h/1d
     ]
     candles = roll_up(minute_candles(trades, SPECS))
     assert candles[("BTC-USDT", "1m", T0 - 60_000)] == Candle(10_000, 10_000, 10_000, 10_000, 1_000,
-                                                              10_000 * 1_000 * 1_000, 1, 1, 1)
+                                                              10_000 * 1_000 * 1_000, 1, 1, 1,
+                                                              1_000, 10_000 * 1_000 * 1_000)
     first_minute = candles[("BTC-USDT", "1m", T0)]
     assert (first_minute.open, first_minute.high, first_minute.low, first_minute.close) == (10_100, 10_100, 9_900, 9_900)
     assert (first_minute.volume, first_minute.trades, first_minute.first_trade_id, first_minute.last_trade_id) \
@@ -54,14 +55,27 @@ def test_minute_candles_and_roll_up_at_edges():
     assert day.quote_volume == (10_100 * 500 + 9_900 * 2_000 + 10_050 * 1) * 1_000
     assert candles[("BTC-USDT", "1d", T0 - DAY)].trades == 1
     assert {interval for (_, interval, _) in candles} == set(INTERVALS)
-    assert day.as_row(SPEC) == ("101.00", "101.00", "99.00", "100.50", "2.501", "248.60050000", 3, 2, 4)
+    assert (day.taker_buy_volume, day.taker_buy_quote_volume) == (501, (10_100 * 500 + 10_050 * 1) * 1_000)
+    assert day.as_row(SPEC) == ("101.00", "101.00", "99.00", "100.50", "2.501", "248.60050000", 3, 2, 4,
+                                "0.501", "50.60050000")
     assert Candle.from_row(day.as_row(SPEC), SPEC) == day
+
+
+def test_taker_buy_volumes_stay_unknown_once_merged_with_a_candle_recorded_without_them():
+    known = Candle(100, 100, 100, 100, 5, 500, 1, 1, 1, 5, 500)
+    recorded_before = Candle(101, 101, 101, 101, 2, 202, 1, 2, 2)
+
+    known.merge(recorded_before)
+
+    assert (known.volume, known.taker_buy_volume, known.taker_buy_quote_volume) == (7, None, None)
+    assert known.as_row(SPEC)[9:] == (None, None)
+    assert Candle.from_row(known.as_row(SPEC), SPEC) == known
 
 
 def test_merge_is_order_independent():
     rng = random.Random(3)
-    trades = [("BTC-USDT", n, T0 + rng.randrange(0, 10 * 60_000), rng.randrange(9_000, 11_000), rng.randrange(1, 50))
-              for n in range(1, 200)]
+    trades = [("BTC-USDT", n, T0 + rng.randrange(0, 10 * 60_000), rng.randrange(9_000, 11_000), rng.randrange(1, 50),
+               rng.random() < 0.5) for n in range(1, 200)]
     trades.sort(key=lambda trade: trade[1])
     whole = roll_up(minute_candles(trades, SPECS))[("BTC-USDT", "1h", T0)]
     pieces = [roll_up(minute_candles(trades[start:start + 37], SPECS))[("BTC-USDT", "1h", T0)]

@@ -14,6 +14,8 @@ import pytest
 
 from common.recorder.replica import Replica, ReplicaError
 from common.store import Batch, ProgressConflict, open_store
+from common.store.backends import backend_for_url
+from common.store.migrations import MIGRATIONS, migrate
 from tests.unit.store.flow import START_NS, FakeMatcher, Rejected, record
 
 MS = 1_000_000
@@ -260,8 +262,12 @@ def test_ticker_covers_the_last_24_hours(store):
     assert ticker["volume"] == "0.300" and ticker["quote_volume"] == "33.00000000" and ticker["trades"] == 3
     assert ticker["first_trade_ts"] == START_MS + 3_600_000 + 1
     assert ticker["last_trade_ts"] == START_MS + 86_400_000 + 60_000 + 1
+    trade_ids = [trade["trade_id"] for trade in store.trades("BTC-USDT", 10).items]  # newest first
+    assert (ticker["first_trade_id"], ticker["last_trade_id"]) == (trade_ids[2], trade_ids[0])
+    assert (ticker["prev_close"], ticker["last_quantity"]) == ("90.00", "0.100")  # the trade before the window
     quiet = store.ticker("BTC-USDT", now + 3 * 86_400_000)
     assert quiet["last"] == "110.00" and quiet["volume"] == "0.000" and quiet["trades"] == 0
+    assert (quiet["first_trade_id"], quiet["last_trade_id"], quiet["prev_close"]) == (None, None, "110.00")
 
 
 def test_positions_portfolio_and_leaderboard(store):
@@ -323,3 +329,76 @@ def test_replica_refuses_gaps_and_divergence(store):
     replica.apply(1, START_NS, matcher.records[0]["cmd"])
     with pytest.raises(ReplicaError):  # a deposit of an asset this replica never saw created
         Replica.empty(0).apply(1, START_NS, matcher.records[1]["cmd"])
+
+
+def test_binance_listings_are_oldest_first_within_their_bounds(store):
+    matcher = _matcher_with_trade()
+    matcher.fund(2, BTC="100")
+    matcher.fund(1, USDT="1000000")
+    asks = [matcher.request("place", ts=START_NS + minute * 60_000 * MS, account_id=2, pair="BTC-USDT",
+                            side="sell", type="limit", price=f"{100 + minute}.00", quantity="0.010",
+                            client_order_id=f"ask-{minute}") for minute in range(5)]
+    taker = matcher.request("place", ts=START_NS + 10 * 60_000 * MS, account_id=1, pair="BTC-USDT", side="buy",
+                            type="market", quantity="0.030", client_order_id="again")
+    sold = matcher.request("place", ts=START_NS + 11 * 60_000 * MS, account_id=1, pair="BTC-USDT", side="sell",
+                           type="limit", price="90.00", quantity="0.010", client_order_id="again")
+    matcher.request("place", ts=START_NS + 12 * 60_000 * MS, account_id=2, pair="BTC-USDT", side="buy",
+                    type="market", quantity="0.010")
+    record(store, matcher)
+    ask_ids = [ask["order_id"] for ask in asks]
+
+    def ids(orders):
+        return [order["order_id"] for order in orders]
+
+    assert ids(store.account_orders(2, "BTC-USDT", 3)) == ask_ids[3:] + [ids(store.orders(2, "all", None, 1).items)[0]]
+    assert ids(store.account_orders(2, "BTC-USDT", 2, from_order_id=ask_ids[1])) == ask_ids[1:3]
+    assert ids(store.account_orders(2, "BTC-USDT", 10, start_ms=START_MS + 60_000, end_ms=START_MS + 180_000)) == \
+        ask_ids[1:4]
+    assert store.account_orders(2, "ETH-USDT", 10) == []
+    assert store.account_orders(1, "BTC-USDT", 10)[0]["fills"] == []
+
+    fills = store.account_fills(1, "BTC-USDT", 10)
+    assert [(fill["order_id"], fill["price"], fill["side"]) for fill in fills] == [
+        (taker["order_id"], "100.00", "buy"), (taker["order_id"], "101.00", "buy"), (taker["order_id"], "102.00", "buy"),
+        (sold["order_id"], "90.00", "sell")]
+    assert store.account_fills(1, "BTC-USDT", 2) == fills[2:]  # the newest, oldest first
+    assert store.account_fills(1, "BTC-USDT", 2, from_trade_id=fills[1]["trade_id"]) == fills[1:3]
+    assert store.account_fills(1, "BTC-USDT", 10, order_id=sold["order_id"]) == fills[3:]
+    assert store.account_fills(1, "BTC-USDT", 10, start_ms=fills[3]["ts"]) == fills[3:]
+
+    # The newest order with a client id wins; each comes with all its fills.
+    again = store.order_by_client_id(1, "BTC-USDT", "again")
+    assert (again["order_id"], [fill["price"] for fill in again["fills"]]) == (sold["order_id"], ["90.00"])
+    assert store.order_by_client_id(2, "BTC-USDT", "ask-0")["order_id"] == ask_ids[0]
+    assert store.order_by_client_id(1, "BTC-USDT", "ask-0") is None  # another account's
+    assert store.order_by_client_id(2, "ETH-USDT", "ask-0") is None
+    assert store.balances_updated_at(1) == START_MS + 12 * 60_000
+    assert store.balances_updated_at(99) is None
+
+    [candle] = store.candles("BTC-USDT", "1h", None, None, 10)
+    # Bought by takers: 0.030 from account 1 and 0.010 (at 90.00) from account 2; the sell at 90.00 rested.
+    assert (candle["volume"], candle["taker_buy_volume"], candle["taker_buy_quote_volume"]) == (
+        "0.040", "0.040", "3.93000000")
+
+
+def test_migration_3_fills_client_ids_in_and_leaves_old_candles_taker_volumes_unknown(store_url):
+    backend = backend_for_url(store_url)
+    try:
+        migrate(backend, MIGRATIONS[:2])
+        with backend.transaction(write=True) as tx:
+            tx.execute("INSERT INTO orders (order_id, account_id, pair, status, is_open, created_at, updated_at,"
+                       " journal_seq, data) VALUES (1024, 7, 'BTC-USDT', 'NEW', 1, 5, 5, 1, %s)",
+                       ('{"order_id": 1024, "client_order_id": "old-1", "pair": "BTC-USDT"}',))
+            tx.execute("INSERT INTO candles (pair, period, open_time, open, high, low, close, volume, quote_volume,"
+                       " trades, first_trade_id, last_trade_id) VALUES ('BTC-USDT', '1m', 0, '1.00', '1.00',"
+                       " '1.00', '1.00', '1.000', '1.00000000', 1, 1024, 1024)")
+        assert migrate(backend) == [3]
+    finally:
+        backend.close()
+    store = open_store(store_url)
+    try:
+        assert store.order_by_client_id(7, "BTC-USDT", "old-1")["order_id"] == 1024
+        [candle] = store.candles("BTC-USDT", "1m", None, None, 10)
+        assert (candle["taker_buy_volume"], candle["taker_buy_quote_volume"]) == (None, None)
+    finally:
+        store.close()
