@@ -37,9 +37,9 @@ TOML shape (every key optional; see docs/configuration.md)::
     max_body_bytes = 65536
     cors_origins = ["*"]
     rate_limit_backend = "local"      # or "store": shared by gateways on several hosts
-    rate_limit_window_seconds = 10
-    rate_limit_key_weight = 2000
-    rate_limit_ip_weight = 4000
+    rate_limit_window_seconds = 60
+    rate_limit_key_weight = 12000
+    rate_limit_ip_weight = 24000
     key_cache_seconds = 0.5
 
     [recorder]
@@ -143,9 +143,9 @@ class GatewayConfig:
     max_body_bytes: int = 65536
     cors_origins: tuple[str, ...] = ("*",)
     rate_limit_backend: str = "local"
-    rate_limit_window_seconds: int = 10
-    rate_limit_key_weight: int = 2000
-    rate_limit_ip_weight: int = 4000
+    rate_limit_window_seconds: int = 60
+    rate_limit_key_weight: int = 12000
+    rate_limit_ip_weight: int = 24000
     key_cache_seconds: float = 0.5
     secret_key_file: Path | None = None
 

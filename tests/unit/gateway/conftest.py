@@ -117,6 +117,7 @@ class Trader:
 
 
 def make_config(data_dir: Path, shards: tuple[ShardConfig, ...] | None = None, **gateway: Any) -> Config:
+    gateway.setdefault("rate_limit_window_seconds", 10)  # short windows keep the rate-limit tests' clocks short
     config = Config(data_dir=data_dir, admin_token=ADMIN_TOKEN, gateway=GatewayConfig(**gateway))
     if shards is not None:
         config = dataclasses.replace(config, shards=shards)

@@ -43,7 +43,7 @@ def test_exchange_info_lists_markets_assets_enums_and_rate_limits(gateway, marke
     assert "decrement" in data["stp_modes"]
     assert data["candle_intervals"] == ["1m", "5m", "15m", "30m", "1h", "4h", "1d"]
     limits = data["rate_limits"]
-    assert (limits["window_seconds"], limits["key_weight"], limits["ip_weight"]) == (10, 2000, 4000)
+    assert (limits["window_seconds"], limits["key_weight"], limits["ip_weight"]) == (10, 12000, 24000)
     assert limits["weights"]["POST /api/v1/account/orders"] == "1"
     assert limits["weights"]["GET /api/v1/exchange-info"] == "5"
     assert not any("/admin/" in route for route in limits["weights"])
