@@ -117,11 +117,13 @@ def test_kill_9_under_a_stream_loses_no_acknowledged_order(make_cluster, fsync):
     start_seq = wait_for_heartbeat(sub, BTC)["seq"]
 
     rng = random.Random(1234)
-    orders = [random_order(rng) for _ in range(2000)]
+    # Enough orders that the kill lands mid-stream even when this process is descheduled
+    # while the matcher runs on (on a loaded machine 2,000 were once all done first).
+    orders = [random_order(rng) for _ in range(10_000)]
     stream = matcher.client()
     sent = {stream.send("place", **order): order for order in orders}
     acked: dict[int, dict] = {}
-    kill_after = 800
+    kill_after = 300
     while len(acked) < kill_after:
         reply = stream.receive(timeout=10.0)
         acked[reply["id"]] = reply
