@@ -4,6 +4,12 @@
 one shard on free ZeroMQ ports, one gunicorn worker, plus any settings a test adds), runs
 `python -m common.cli --config ... up --no-demo` with its output in a log file, waits for
 the banner `zmx up` prints once every process is ready, and reads the admin token from it.
+
+As a context manager it also proves the stack stops cleanly: `zmx up` exits 0 on SIGTERM
+and no process it ever ran is left (`remember_processes` notes them as they come and go,
+including the workers of a gateway master that was killed). `children_by_kind` names the
+supervisor's direct children by their command (`matcher --shard 0`, `recorder`,
+`gateway`, `feed`, and whatever kinds `zmx up` gains later).
 """
 
 from __future__ import annotations
@@ -63,8 +69,18 @@ class UpStack:
         lines += ["", "[[shards]]", "shard_id = 0", 'markets = ["*"]']
         lines += [f"{key} = {_toml_value(f'tcp://127.0.0.1:{port}')}" for key, port in zip(ENDPOINT_KEYS, ports)]
         self.config_path.write_text("\n".join(lines) + "\n")
+        self.endpoints = {key: f"tcp://127.0.0.1:{port}" for key, port in zip(ENDPOINT_KEYS, ports)}
         self.popen: subprocess.Popen | None = None
         self.admin: dict[str, str] = {}
+        self.seen: dict[int, psutil.Process] = {}
+
+    @property
+    def admin_token(self) -> str:
+        return self.admin["Authorization"].removeprefix("Bearer ")
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.ws_port}/ws"
 
     def start(self, timeout: float = 60.0) -> "UpStack":
         env = {name: value for name, value in os.environ.items() if not name.startswith("ZMX_")}
@@ -91,6 +107,49 @@ class UpStack:
     def children(self) -> list[psutil.Process]:
         return psutil.Process(self.popen.pid).children(recursive=True)
 
+    def children_by_kind(self) -> dict[str, psutil.Process]:
+        """The supervisor's running children by kind: the command after `--config PATH`."""
+        kinds = {}
+        for process in psutil.Process(self.popen.pid).children():
+            self.seen.setdefault(process.pid, process)
+            try:
+                command = process.cmdline()
+                if "--config" in command and process.status() != psutil.STATUS_ZOMBIE:
+                    kinds[" ".join(command[command.index("--config") + 2:])] = process
+            except psutil.NoSuchProcess:
+                continue
+        return kinds
+
+    def remember_processes(self) -> None:
+        """Note every process of the stack now running, so that leaving the context proves each one ended."""
+        try:
+            for process in self.children():
+                self.seen.setdefault(process.pid, process)
+        except psutil.NoSuchProcess:
+            pass
+
+    def leftovers(self) -> list[int]:
+        """The processes noted by `remember_processes` that still run."""
+        left = []
+        for pid, process in self.seen.items():
+            try:
+                if process.is_running() and process.status() != psutil.STATUS_ZOMBIE:
+                    left.append(pid)
+            except psutil.NoSuchProcess:
+                pass
+        return left
+
+    def create_trader(self, username: str, deposits: dict[str, str]) -> dict[str, Any]:
+        """Create a trader through the admin API and fund it; return its id, key and secret."""
+        status, created = self.request("POST", "/api/v1/admin/traders", {"username": username}, self.admin)
+        assert status == 201, created
+        trader = created["data"]
+        for asset, amount in deposits.items():
+            status, deposited = self.request("POST", "/api/v1/admin/deposits", {
+                "trader_id": trader["trader_id"], "asset": asset, "amount": amount}, self.admin)
+            assert status == 201, deposited
+        return trader
+
     def stop(self, timeout: float = 60.0) -> int:
         """Send SIGTERM and return the exit code (killing it if it does not stop in time)."""
         if self.popen is None:
@@ -103,6 +162,31 @@ class UpStack:
             self.popen.kill()
             self.popen.wait(10)
             raise AssertionError(f"zmx up ignored SIGTERM\n{self.log_text()[-5000:]}") from None
+
+    def __enter__(self) -> "UpStack":
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        self.remember_processes()
+        return self
+
+    def __exit__(self, exc_type: object, *exc_info: object) -> None:
+        self.remember_processes()
+        code = self.stop()
+        if exc_type is None:
+            assert code == 0, f"zmx up exited with {code}\n{self.log_text()[-5000:]}"
+            poll_until(lambda: not self.leftovers(), 15, f"the stack's processes to end: {self.leftovers()}")
+        else:
+            for pid in self.leftovers():  # the test failed already: make sure nothing stays behind
+                self.seen[pid].kill()
+
+    def error_lines(self, limit: int = 40) -> str:
+        """The stack's newest `limit` log lines at level error or above (each with its traceback)."""
+        lines = [line for line in self.log_text().splitlines()
+                 if '"level":"error"' in line or '"level":"critical"' in line]
+        return "\n".join(lines[-limit:])
 
     def log_text(self) -> str:
         try:
