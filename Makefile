@@ -1,6 +1,7 @@
 # make test   install into .venv (once) and run the test suite; PYTEST_ARGS passes options
 # make run    install into .venv (once) and start the whole stack with `zmx up`
 # make bench  run the matcher, ZeroMQ and journal benchmarks
+# make soak   the soak test: load, a kill -9 of every process, invariants (ZMX_SOAK_SECONDS, default 600)
 # make clean  remove the virtualenv and build leftovers (never the data directory)
 
 SHELL := /bin/bash
@@ -16,6 +17,10 @@ test: $(VENV)/.installed-test /usr/bin/chromium
 
 run: $(VENV)/.installed
 	exec $(VENV)/bin/zmx up
+
+.PHONY: soak
+soak: $(VENV)/.installed-test
+	$(VENV_PYTHON) -m pytest -m soak -s tests/soak $(PYTEST_ARGS)
 
 bench: $(VENV)/.installed-bench
 	$(VENV_PYTHON) loadtest/bench_matcher.py

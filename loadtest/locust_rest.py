@@ -17,8 +17,8 @@ decisions (what the server answers still differs from run to run):
 
     place a limit GTC order   35%   70% rest 1-20 ticks behind the reference price,
                                     30% cross it by 0-4 ticks; 1-100 lots; side at random
-    amend an open order       15%   half lower the quantity (keeps priority), half move
-                                    the price within the resting range
+    amend an open order       15%   half lower its total quantity (keeps priority), half
+                                    move it to 1-20 ticks behind the reference
     cancel an open order      20%
     order book (depth 20)     10%   public
     ticker, recent trades     5%, 5%  public, from the history store
@@ -154,7 +154,7 @@ class RestTrader(FastHttpUser):
             admin_call(self.environment, "/api/v1/admin/deposits",
                        {"trader_id": trader["trader_id"], "asset": asset, "amount": amount})
         self.api_key, self.secret = trader["api_key"], trader["api_secret"].encode()
-        self.open_orders: dict[int, tuple[str, Decimal]] = {}  # order id -> (side, remaining quantity)
+        self.open_orders: dict[int, dict] = {}  # order id -> the order as last seen
 
     def wait_time(self) -> float:
         return self.pace(self)
@@ -198,17 +198,18 @@ class RestTrader(FastHttpUser):
     def amend(self) -> None:
         rng = self.rng
         order_id = rng.choice(list(self.open_orders))
-        side, remaining = self.open_orders[order_id]
-        body: dict[str, str] = {}
-        if rng.random() < 0.5:
-            lots = int(remaining / market["lot"])
-            if lots < 2:
-                return self.cancel()
-            body["quantity"] = str(remaining - rng.randint(1, lots - 1) * market["lot"])
+        order = self.open_orders[order_id]
+        lot = market["lot"]
+        quantity_lots, filled_lots = int(Decimal(order["quantity"]) / lot), int(Decimal(order["filled_quantity"]) / lot)
+        if rng.random() < 0.5 and quantity_lots - filled_lots >= 2:
+            # A lower total quantity, still above the filled one: keeps the order's priority.
+            body = {"quantity": str(rng.randint(filled_lots + 1, quantity_lots - 1) * lot)}
         else:
-            body["price"] = price(side, -1 - rng.randrange(20))
-        order = self.signed("PATCH", f"{ORDERS}/{order_id}", body, name=f"{ORDERS}/{{order_id}}")
-        self.forget_or_remember(order_id, order)
+            body = {"price": price(order["side"], -1 - rng.randrange(20))}
+        amended = self.signed("PATCH", f"{ORDERS}/{order_id}", body, name=f"{ORDERS}/{{order_id}}")
+        self.open_orders.pop(order_id, None)
+        if amended is not None:
+            self.remember(amended)
 
     def cancel(self) -> None:
         order_id = self.rng.choice(list(self.open_orders))
@@ -219,17 +220,11 @@ class RestTrader(FastHttpUser):
         page = self.signed("GET", f"{ORDERS}?status=open&pair={market['pair']}&limit=1000",
                            name=f"{ORDERS}?status=open")
         if page is not None:
-            self.open_orders = {order["order_id"]: (order["side"], Decimal(order["remaining_quantity"]))
-                                for order in page["items"]}
+            self.open_orders = {order["order_id"]: order for order in page["items"]}
 
     def remember(self, order: dict) -> None:
         if order["status"] in ("NEW", "PARTIALLY_FILLED"):
-            self.open_orders[order["order_id"]] = (order["side"], Decimal(order["remaining_quantity"]))
-
-    def forget_or_remember(self, order_id: int, order: dict | None) -> None:
-        self.open_orders.pop(order_id, None)
-        if order is not None:
-            self.remember(order)
+            self.open_orders[order["order_id"]] = order
 
     # ---------------------------------------------------------------- HTTP
 
