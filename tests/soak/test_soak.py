@@ -118,7 +118,7 @@ def run_soak(tmp_path: Path, seconds: float) -> None:
                     trader.join(30)
             assert not [trader.name for trader in traders if trader.is_alive()]
             print(summary(traders, followers, restarted))
-            assert not [error for trader in traders for error in trader.unexpected]
+            assert not [error for trader in traders for error in trader.unexpected], stack.error_lines()
             assert sum(len(trader.acked) for trader in traders) >= seconds * TRADERS, "the load did not run"
             wait_until_whole(stack, restarted)
             with MatcherClient(stack.endpoints["command_endpoint"], timeout=10) as matcher:
