@@ -188,12 +188,6 @@ class UpStack:
                  if '"level":"error"' in line or '"level":"critical"' in line]
         return "\n".join(lines[-limit:])
 
-    def error_lines(self, limit: int = 40) -> str:
-        """The stack's log lines at level error or above, the newest `limit` of them (with tracebacks)."""
-        lines = [line for line in self.log_text().splitlines()
-                 if '"level":"error"' in line or '"level":"critical"' in line]
-        return "\n".join(lines[-limit:])
-
     def log_text(self) -> str:
         try:
             return self.log_path.read_text(errors="replace")

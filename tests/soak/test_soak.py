@@ -64,7 +64,7 @@ from websockets.exceptions import WebSocketException
 from common.matcher_client import MatcherClient
 from tests.integration.feed_harness import BookFollower, FeedClient, snapshot_levels
 from tests.integration.gateway_harness import HttpClient, Response
-from tests.integration.up_harness import UpStack
+from tests.integration.up_harness import UpStack, healthy
 from tests.polling import poll_until
 
 PAIR = "SOAK-USDT"
@@ -99,9 +99,11 @@ def test_soak(tmp_path: Path) -> None:
 
 def run_soak(tmp_path: Path, seconds: float) -> None:
     stop_load, stop_following = threading.Event(), threading.Event()
-    with UpStack(tmp_path / "stack") as stack:
-        status, created = stack.admin("POST", "/api/v1/admin/markets", {
-            "pair": PAIR, "tick_size": str(TICK), "lot_size": str(LOT), "maker_fee_bps": 1, "taker_fee_bps": 5})
+    (tmp_path / "stack").mkdir()
+    with UpStack(tmp_path / "stack", gateway={"workers": 1, "threads": 4}) as stack:
+        status, created = stack.request("POST", "/api/v1/admin/markets", {
+            "pair": PAIR, "tick_size": str(TICK), "lot_size": str(LOT), "maker_fee_bps": 1, "taker_fee_bps": 5},
+            stack.admin)
         assert status == 201, created
         deposits = {asset: str(amount) for asset, amount in DEPOSITS.items()}
         traders = [Trader(number, stack, stack.create_trader(f"soak{number}", deposits), stop_load)
@@ -111,16 +113,16 @@ def run_soak(tmp_path: Path, seconds: float) -> None:
             thread.start()
         try:
             try:
-                restarted = kill_each_child_once(stack, seconds)
+                killed = kill_each_child_once(stack, seconds)
             finally:
                 stop_load.set()
                 for trader in traders:
                     trader.join(30)
             assert not [trader.name for trader in traders if trader.is_alive()]
-            print(summary(traders, followers, restarted))
+            print(summary(traders, followers, killed))
             assert not [error for trader in traders for error in trader.unexpected], stack.error_lines()
             assert sum(len(trader.acked) for trader in traders) >= seconds * TRADERS, "the load did not run"
-            wait_until_whole(stack, restarted)
+            wait_until_whole(stack, killed)
             with MatcherClient(stack.endpoints["command_endpoint"], timeout=10) as matcher:
                 check_invariants(matcher, traders, followers, stack)
                 cancel_everything(traders, stack)
@@ -133,32 +135,31 @@ def run_soak(tmp_path: Path, seconds: float) -> None:
         assert not [error for follower in followers for error in follower.errors]
 
 
-def kill_each_child_once(stack: UpStack, seconds: float) -> dict[str, tuple[int, int]]:
-    """SIGKILL each kind of child once, evenly spread over `seconds`; return kind -> (old pid, new pid)."""
+def kill_each_child_once(stack: UpStack, seconds: float) -> dict[str, int]:
+    """SIGKILL each kind of child once, evenly spread over `seconds`; return kind -> the pid killed."""
     start = time.monotonic()
-    children = sorted(stack.children().items(), key=lambda item: item[1].pid)
+    children = sorted(stack.children_by_kind().items(), key=lambda item: item[1].pid)
     assert len(children) >= 4, [kind for kind, _ in children]
-    restarted = {}
+    killed = {}
     for index, (kind, _) in enumerate(children):
         # A schedule, not a wait for a condition: the kills are meant to land at these times.
         time.sleep(max(0.0, start + seconds * (index + 1) / (len(children) + 1) - time.monotonic()))
-        stack.remember_processes()  # gunicorn's workers, so that stop() proves they ended too
-        old = stack.children()[kind].pid
-        os.kill(old, signal.SIGKILL)
-        new = poll_until(lambda: (child := stack.children().get(kind)) is not None and child.pid != old and child.pid,
-                         30, f"the supervisor to restart {kind}", interval=0.05)
-        restarted[kind] = (old, new)
+        stack.remember_processes()  # gunicorn's workers, so that leaving the stack proves they ended too
+        pid = killed[kind] = stack.children_by_kind()[kind].pid
+        os.kill(pid, signal.SIGKILL)
+        poll_until(lambda: (child := stack.children_by_kind().get(kind)) is not None and child.pid != pid, 30,
+                   f"the supervisor to restart {kind}", interval=0.05)
     time.sleep(max(0.0, start + seconds - time.monotonic()))
-    return restarted
+    return killed
 
 
-def wait_until_whole(stack: UpStack, restarted: dict[str, tuple[int, int]]) -> None:
+def wait_until_whole(stack: UpStack, killed: dict[str, int]) -> None:
     """Wait until every kind of child runs again and the gateway, the matcher and the feed answer."""
-    poll_until(lambda: stack.admin("GET", "/health")[0] == 200, 30, "the gateway's health")
+    poll_until(lambda: healthy(stack.http_port), 30, "the gateway's health")
     poll_until(lambda: feed_health(stack.ws_port).get("live") == 1, 30, "the feed to follow the market")
-    now = stack.children()
-    assert sorted(now) == sorted(restarted), (sorted(now), restarted)
-    assert not [kind for kind, (killed, _) in restarted.items() if now[kind].pid == killed]
+    now = stack.children_by_kind()
+    assert sorted(now) == sorted(killed), (sorted(now), killed)
+    assert not [kind for kind, pid in killed.items() if now[kind].pid == pid]
 
 
 def feed_health(port: int) -> dict[str, Any]:
@@ -359,9 +360,9 @@ class Follower(threading.Thread):
             return self.book.seq, self.book.levels()
 
 
-def summary(traders: list[Trader], followers: list[Follower], restarted: dict[str, tuple[int, int]]) -> str:
+def summary(traders: list[Trader], followers: list[Follower], killed: dict[str, int]) -> str:
     outcomes = sum((trader.outcomes for trader in traders), Counter())
-    lines = [f"killed and restarted: {', '.join(restarted)}",
+    lines = [f"killed and restarted: {', '.join(killed)}",
              f"acknowledged orders: {sum(len(trader.acked) for trader in traders)}"]
     lines += [f"  {outcome}: {count}" for outcome, count in sorted(outcomes.items())]
     for follower in followers:
@@ -412,7 +413,7 @@ def check_invariants(matcher: MatcherClient, traders: list[Trader], followers: l
         assert Decimal(snapshot["bids"][0][0]) < Decimal(snapshot["asks"][0][0]), "crossed book"
     if after_cancel_all:
         assert not book
-    status, rest_book = stack.admin("GET", f"/api/v1/markets/{PAIR}/orderbook?depth=5000")
+    status, rest_book = stack.request("GET", f"/api/v1/markets/{PAIR}/orderbook?depth=5000")
     assert status == 200, rest_book
     rest_book = rest_book["data"]
     assert (rest_book["seq"], snapshot_levels(rest_book)) == (snapshot["seq"], snapshot_levels(snapshot))
