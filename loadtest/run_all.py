@@ -167,8 +167,9 @@ def run_logged(command: list[str], timeout: float, cwd: Path = REPO_ROOT) -> tup
 
 
 def shown(command: list[str]) -> str:
-    """A command as a reader would type it (`python`, not this interpreter's path)."""
-    return " ".join(["python" if part == sys.executable else part for part in command])
+    """A command as a reader would type it from the repository (`python`, not this interpreter's path)."""
+    return " ".join("python" if part == sys.executable else part.replace(f"{REPO_ROOT}{os.sep}", "")
+                    for part in command)
 
 
 # ---------------------------------------------------------------- Locust against zmx up
