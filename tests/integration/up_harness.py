@@ -1,4 +1,4 @@
-"""Run a whole stack with `zmx up --no-demo` on free ports and talk to it over HTTP.
+"""Run a whole stack with `zmx up --no-demo` (or with its demo) on free ports and talk to it over HTTP.
 
 `UpStack` writes a configuration file (its own data directory, HTTP and WebSocket ports,
 one shard on free ZeroMQ ports, one gunicorn worker, plus any settings a test adds), runs
@@ -54,9 +54,13 @@ def healthy(port: int) -> bool:
 
 
 class UpStack:
-    """`zmx up --no-demo` in `directory`; `sections` adds settings, e.g. gateway={"threads": 2}."""
+    """`zmx up --no-demo` in `directory`; `sections` adds settings, e.g. gateway={"threads": 2}.
 
-    def __init__(self, directory: Path, **sections: dict[str, Any]) -> None:
+    With `demo=True` the stack runs `zmx up` with its demo market, traders and bots.
+    """
+
+    def __init__(self, directory: Path, demo: bool = False, **sections: dict[str, Any]) -> None:
+        self.demo = demo
         self.directory = directory
         self.http_port, self.ws_port, *ports = free_ports(2 + len(ENDPOINT_KEYS))
         self.config_path = directory / "zmx.toml"
@@ -86,7 +90,8 @@ class UpStack:
         env = {name: value for name, value in os.environ.items() if not name.startswith("ZMX_")}
         with open(self.log_path, "wb") as log:
             self.popen = subprocess.Popen(
-                [sys.executable, "-m", "common.cli", "--config", str(self.config_path), "up", "--no-demo"],
+                [sys.executable, "-m", "common.cli", "--config", str(self.config_path), "up",
+                 *([] if self.demo else ["--no-demo"])],
                 cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
         banner = poll_until(
             lambda: self._check_running() and re.search(rb"admin token +(\S+)", self.log_path.read_bytes()),
@@ -183,10 +188,13 @@ class UpStack:
                 self.seen[pid].kill()
 
     def error_lines(self, limit: int = 40) -> str:
-        """The stack's newest `limit` log lines at level error or above (each with its traceback)."""
-        lines = [line for line in self.log_text().splitlines()
-                 if '"level":"error"' in line or '"level":"critical"' in line]
-        return "\n".join(lines[-limit:])
+        """The newest `limit` log lines at level error or above of each child (each with its traceback)."""
+        found = []
+        for path in sorted((self.directory / "data" / "logs").glob("*.log")):
+            lines = [line for line in path.read_text(errors="replace").splitlines()
+                     if '"level":"error"' in line or '"level":"critical"' in line]
+            found += [f"{path.name}: {line}" for line in lines[-limit:]]
+        return "\n".join(found)
 
     def log_text(self) -> str:
         try:

@@ -1,6 +1,7 @@
 """Soak: a whole `zmx up` stack under mixed load while each of its processes is killed once.
 
-What runs, on loopback and free ports (`zmx up --no-demo`, tests/integration/up_harness.py):
+What runs, on loopback and free ports (`zmx up` with its demo market and bots,
+tests/integration/up_harness.py), on a market of its own, SOAK-USDT:
 
 - TRADERS threads, each one trader with its own API key, send signed REST requests at
   RATE per second on a fixed schedule, drawn from a seeded RNG: 45% limit orders (70%
@@ -11,7 +12,7 @@ What runs, on loopback and free ports (`zmx up --no-demo`, tests/integration/up_
   (BookFollower: a snapshot, then diffs that must chain without a gap), reconnecting
   whenever the connection drops.
 - Every kind of child of the supervisor, found with psutil (matcher, recorder, gateway,
-  feed, and whatever `zmx up` runs besides, such as bots), gets SIGKILL once, at evenly
+  feed, the demo's bots, and whatever `zmx up` runs besides), gets SIGKILL once, at evenly
   spread times, while the load goes on; the test waits for the supervisor to restart it.
 
 The clients ride the outages out: a request that gets no answer, or a 504, has an unknown
@@ -22,10 +23,10 @@ other answer that is not the expected one is an error of the run.
 Then, with the load stopped and every process back:
 
 - SPEC's invariants: the matcher's `ledger` has totals equal to net deposits for every
-  asset, and net deposits equal exactly what the test deposited; no trader's balance and
-  no fee-account balance (fees are positive here) is negative; the book is not crossed;
-  every level's size is the sum of its open orders' remaining quantities (and the ledger
-  counts exactly those open orders);
+  asset, and net deposits grew by exactly what the test deposited; no balance of any
+  trader (the demo's included) and no fee-account balance (every market's fees are
+  positive here) is negative; the book is not crossed; every level's size is the sum of
+  its open orders' remaining quantities;
 - every follower holds exactly REST's order book at the same seq (which is the matcher's);
 - after every trader cancels all: no balance stays locked, the book is empty, the ledger
   still balances, and the followers hold the empty book at the new seq;
@@ -100,7 +101,9 @@ def test_soak(tmp_path: Path) -> None:
 def run_soak(tmp_path: Path, seconds: float) -> None:
     stop_load, stop_following = threading.Event(), threading.Event()
     (tmp_path / "stack").mkdir()
-    with UpStack(tmp_path / "stack", gateway={"workers": 1, "threads": 4}) as stack:
+    with UpStack(tmp_path / "stack", demo=True, gateway={"workers": 1, "threads": 4}) as stack:
+        with MatcherClient(stack.endpoints["command_endpoint"], timeout=10) as matcher:
+            demo_deposits = decimals(matcher.request("ledger")["net_deposits"])
         status, created = stack.request("POST", "/api/v1/admin/markets", {
             "pair": PAIR, "tick_size": str(TICK), "lot_size": str(LOT), "maker_fee_bps": 1, "taker_fee_bps": 5},
             stack.admin)
@@ -124,9 +127,9 @@ def run_soak(tmp_path: Path, seconds: float) -> None:
             assert sum(len(trader.acked) for trader in traders) >= seconds * TRADERS, "the load did not run"
             wait_until_whole(stack, killed)
             with MatcherClient(stack.endpoints["command_endpoint"], timeout=10) as matcher:
-                check_invariants(matcher, traders, followers, stack)
+                check_invariants(matcher, traders, followers, stack, demo_deposits)
                 cancel_everything(traders, stack)
-                check_invariants(matcher, traders, followers, stack, after_cancel_all=True)
+                check_invariants(matcher, traders, followers, stack, demo_deposits, after_cancel_all=True)
                 check_acknowledged_orders(matcher, traders, stack)
         finally:
             stop_following.set()
@@ -156,7 +159,8 @@ def kill_each_child_once(stack: UpStack, seconds: float) -> dict[str, int]:
 def wait_until_whole(stack: UpStack, killed: dict[str, int]) -> None:
     """Wait until every kind of child runs again and the gateway, the matcher and the feed answer."""
     poll_until(lambda: healthy(stack.http_port), 30, "the gateway's health")
-    poll_until(lambda: feed_health(stack.ws_port).get("live") == 1, 30, "the feed to follow the market")
+    poll_until(lambda: (health := feed_health(stack.ws_port)) and health["live"] == health["markets"] >= 2, 30,
+               "the feed to follow every market")
     now = stack.children_by_kind()
     assert sorted(now) == sorted(killed), (sorted(now), killed)
     assert not [kind for kind, pid in killed.items() if now[kind].pid == pid]
@@ -384,27 +388,35 @@ def cancel_everything(traders: list[Trader], stack: UpStack) -> None:
         assert response.status == 200, response
 
 
+def decimals(amounts: dict[str, str]) -> dict[str, Decimal]:
+    return {asset: Decimal(amount) for asset, amount in amounts.items()}
+
+
 def check_invariants(matcher: MatcherClient, traders: list[Trader], followers: list[Follower], stack: UpStack,
-                     after_cancel_all: bool = False) -> None:
+                     demo_deposits: dict[str, Decimal], after_cancel_all: bool = False) -> None:
     """SPEC's invariants on the matcher's state, and every follower's book against REST's."""
     ledger = matcher.request("ledger")
-    totals = {asset: Decimal(amount) for asset, amount in ledger["totals"].items()}
-    net_deposits = {asset: Decimal(amount) for asset, amount in ledger["net_deposits"].items()}
-    assert totals == net_deposits, ledger
-    assert net_deposits == {asset: amount * TRADERS for asset, amount in DEPOSITS.items()}, ledger
+    net_deposits = decimals(ledger["net_deposits"])
+    assert decimals(ledger["totals"]) == net_deposits, ledger
+    expected = {asset: demo_deposits.get(asset, 0) + amount * TRADERS for asset, amount in DEPOSITS.items()}
+    assert net_deposits == {**demo_deposits, **expected}, (ledger, demo_deposits)
     for balance in ledger["fee_account"]:
         assert Decimal(balance["available"]) >= 0 and Decimal(balance["locked"]) >= 0, ledger
+    admin = HttpClient(stack.http_port)
+    try:
+        everyone = pages(admin, "/api/v1/admin/traders", stack.admin)
+    finally:
+        admin.close()
+    for trader in everyone:
+        for balance in matcher.request("balances", account_id=trader["trader_id"]):
+            assert Decimal(balance["available"]) >= 0 and Decimal(balance["locked"]) >= 0, (trader, balance)
     open_levels: dict[tuple[str, Decimal], Decimal] = defaultdict(Decimal)
-    open_orders = 0
     for trader in traders:
-        for balance in matcher.request("balances", account_id=trader.trader_id):
-            assert Decimal(balance["available"]) >= 0 and Decimal(balance["locked"]) >= 0, (trader.name, balance)
-            if after_cancel_all:
+        if after_cancel_all:
+            for balance in matcher.request("balances", account_id=trader.trader_id):
                 assert Decimal(balance["locked"]) == 0, (trader.name, balance)
         for order in matcher.request("open_orders", account_id=trader.trader_id, pair=PAIR):
             open_levels[order["side"], Decimal(order["price"])] += Decimal(order["remaining_quantity"])
-            open_orders += 1
-    assert ledger["open_orders"] == open_orders, (ledger, open_orders)
     snapshot = matcher.request("snapshot", pair=PAIR)
     book = {("buy", Decimal(price)): Decimal(size) for price, size in snapshot["bids"]}
     book.update({("sell", Decimal(price)): Decimal(size) for price, size in snapshot["asks"]})
@@ -482,10 +494,12 @@ def store_differences(client: HttpClient, orders: dict[int, dict[str, Any]], ack
     return differences
 
 
-def pages(client: HttpClient, target: str) -> list[dict[str, Any]]:
+def pages(client: HttpClient, target: str, admin: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """Every item of a paginated list: signed by the client's key, or with the admin's headers."""
     items, cursor = [], None
     while True:
-        response = client.request("GET", f"{target}&limit=1000" + (f"&cursor={cursor}" if cursor else ""))
+        page_target = f"{target}{'&' if '?' in target else '?'}limit=1000" + (f"&cursor={cursor}" if cursor else "")
+        response = client.raw("GET", page_target, headers=admin) if admin else client.request("GET", page_target)
         assert response.status == 200, response
         page = response.json["data"]
         items += page["items"]
