@@ -16,7 +16,8 @@ order in which users started), so a run with the same seed and user count repeat
 decisions (what the server answers still differs from run to run):
 
     place a limit GTC order   35%   70% rest 1-20 ticks behind the reference price,
-                                    30% cross it by 0-4 ticks; 1-100 lots; side at random
+                                    30% cross it by 0-4 ticks; side at random; 1-50 times
+                                    the smallest order the market accepts at these prices
     amend an open order       15%   half lower its total quantity (keeps priority), half
                                     move it to 1-20 ticks behind the reference
     cancel an open order      20%
@@ -52,7 +53,7 @@ import random
 import time
 import urllib.error
 import urllib.request
-from decimal import Decimal
+from decimal import ROUND_CEILING, Decimal
 from pathlib import Path
 
 from locust import FastHttpUser, constant_throughput, events, task
@@ -126,8 +127,12 @@ def set_up_market(environment, **kwargs) -> None:
     tick, lot = Decimal(found["tick_size"]), Decimal(found["lot_size"])
     reference = Decimal(options.price) if options.price else reference_price(environment.host, pair)
     # At least 100 ticks, so that 20 ticks behind it is still a positive price.
-    market.update(pair=pair, base=found["base"], quote=found["quote"], tick=tick, lot=lot,
-                  reference_ticks=max(int(reference / tick), 100))
+    reference_ticks = max(int(reference / tick), 100)
+    # The smallest order the market takes at the lowest price the flow sends, in whole lots.
+    smallest = max(Decimal(found["min_quantity"]), Decimal(found["min_notional"]) / ((reference_ticks - 20) * tick))
+    unit = max((smallest / lot).to_integral_value(rounding=ROUND_CEILING), 1) * lot
+    market.update(pair=pair, base=found["base"], quote=found["quote"], tick=tick, unit=unit,
+                  reference_ticks=reference_ticks)
 
 
 def reference_price(host: str, pair: str) -> Decimal:
@@ -186,10 +191,9 @@ class RestTrader(FastHttpUser):
             return self.cancel()
         rng = self.rng
         side = rng.choice(("buy", "sell"))
-        reference = market["reference_ticks"]
         # 70% rest 1-20 ticks behind the reference, 30% cross it by 0-4 ticks.
         offset = -1 - rng.randrange(20) if rng.random() < 0.7 else rng.randrange(5)
-        quantity = rng.randint(1, 100) * market["lot"]
+        quantity = rng.randint(1, 50) * market["unit"]
         order = self.signed("POST", ORDERS, {"pair": market["pair"], "side": side, "type": "limit",
                                              "price": price(side, offset), "quantity": str(quantity)})
         if order is not None:
@@ -199,11 +203,11 @@ class RestTrader(FastHttpUser):
         rng = self.rng
         order_id = rng.choice(list(self.open_orders))
         order = self.open_orders[order_id]
-        lot = market["lot"]
-        quantity_lots, filled_lots = int(Decimal(order["quantity"]) / lot), int(Decimal(order["filled_quantity"]) / lot)
-        if rng.random() < 0.5 and quantity_lots - filled_lots >= 2:
+        unit = market["unit"]
+        open_units = int((Decimal(order["quantity"]) - Decimal(order["filled_quantity"])) / unit)
+        if rng.random() < 0.5 and open_units >= 2:
             # A lower total quantity, still above the filled one: keeps the order's priority.
-            body = {"quantity": str(rng.randint(filled_lots + 1, quantity_lots - 1) * lot)}
+            body = {"quantity": str(Decimal(order["quantity"]) - rng.randint(1, open_units - 1) * unit)}
         else:
             body = {"price": price(order["side"], -1 - rng.randrange(20))}
         amended = self.signed("PATCH", f"{ORDERS}/{order_id}", body, name=f"{ORDERS}/{{order_id}}")
