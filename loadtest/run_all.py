@@ -69,6 +69,7 @@ QUICK_ARGUMENTS = {
     "store": ["--orders", "10000", "--fills", "100000", "--queries", "1000"],
     "feed": ["--clients", "100", "--seconds", "5", "--prefill", "500"],
     "gateway": ["--seconds", "3"],
+    "bot": ["--seconds", "3"],
 }
 LOCUST = {  # users, spawn rate, seconds of the REST run; users and seconds of the WebSocket run
     "full": {"rest_users": 50, "rate": 10, "seconds": 60, "ws_users": 50, "ws_seconds": 50},
