@@ -58,7 +58,8 @@ SECTION_INTRO = """## Latest figures from run_all.py
 Written by `python loadtest/run_all.py` ([loadtest.md](loadtest.md#all-benchmarks-at-once-run_allpy));
 everything above this section is written by hand. Each block is the raw output of one
 benchmark with when, where and how it ran; `--quick` blocks use shorter runs and are
-rougher. On a shared machine read the load average before trusting a figure.
+rougher. On a shared machine read the load average before trusting a figure (the 1-minute
+figure also counts the tail of the benchmark that ran just before).
 """
 
 # Shorter runs for --quick: each finishes in well under a minute.
@@ -126,7 +127,7 @@ def main() -> int:
             result = Result(name, [], 1, time.monotonic() - started, f"run_all.py: {error}", load_before)
         if result.exit_code != 0:
             failed.append(name)
-        update_page(arguments.output, name, render(result, mode))
+        update_page(arguments.output, name, render(result, mode, arguments.output))
         print(f"==== {name}: exit {result.exit_code} after {result.seconds:.0f} s; {arguments.output} updated",
               flush=True)
     if failed:
@@ -296,14 +297,14 @@ def wait_for(condition, timeout: float, what: str) -> None:
 # ---------------------------------------------------------------- docs/benchmarks.md
 
 
-def render(result: Result, mode: str) -> str:
+def render(result: Result, mode: str, page: Path) -> str:
     when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     commands = "\n".join(f"    {command}" for command in result.commands)
     output = result.output.rstrip("\n").replace("```", "'''")
     return (
         f"<!-- run_all.py: begin {result.name} -->\n"
         f"### {result.name}{' (quick)' if mode == 'quick' else ''}\n\n"
-        f"{when}, commit {git_commit()}; {cpu_model()}, {os.cpu_count()} CPUs, {platform.system()} "
+        f"{when}, commit {git_commit(page)}; {cpu_model()}, {os.cpu_count()} CPUs, {platform.system()} "
         f"{platform.release()}, {platform.python_implementation()} {platform.python_version()}; "
         f"exit {result.exit_code} after {result.seconds:.0f} s; load average (1, 5, 15 min) "
         f"{loads(result.load_before)} before, {loads(result.load_after)} after.\n\n"
@@ -316,12 +317,16 @@ def loads(values: tuple[float, ...]) -> str:
     return " ".join(f"{value:.2f}" for value in values)
 
 
-def git_commit() -> str:
+def git_commit(page: Path) -> str:
+    """HEAD, and whether the tree differs from it (apart from the page being written)."""
     def git(*arguments: str) -> str:
         return subprocess.run(["git", *arguments], cwd=REPO_ROOT, capture_output=True, text=True).stdout.strip()
 
     commit = git("rev-parse", "--short", "HEAD") or "unknown"
-    return f"{commit} (with uncommitted changes)" if git("status", "--porcelain", "--untracked-files=no") else commit
+    page = page.resolve()
+    outside = [f":(exclude){page.relative_to(REPO_ROOT)}"] if page.is_relative_to(REPO_ROOT) else []
+    changed = git("status", "--porcelain", "--untracked-files=no", "--", ".", *outside)
+    return f"{commit} (with uncommitted changes)" if changed else commit
 
 
 def update_page(path: Path, name: str, block: str) -> None:
