@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import psutil
@@ -63,3 +64,38 @@ def follow_the_book_over_websocket_while_trading_over_rest(http_port: int, ws_po
         trader.close()
     assert follower.seq == book["seq"]
     assert follower.levels() == snapshot_levels(book)
+
+
+def test_the_demo_is_quoted_traded_and_its_trader_can_trade_again_after_a_restart(tmp_path: Path) -> None:
+    """What a newcomer gets from `zmx up`: a live market and a funded key, found again on the next start."""
+    with UpStack(tmp_path, demo=True) as stack:
+        banner = stack.log_text()
+        api_key = re.search(r"api key +(\S+)", banner).group(1)
+        api_secret = re.search(r"api secret +(\S+)", banner).group(1)
+        assert {"bot market-maker", "bot taker"} <= {kind.split(" --")[0] for kind in stack.children_by_kind()}
+        _, book = stack.request("GET", "/api/v1/markets/BTC-USDT/orderbook?depth=5")
+        assert book["data"]["bids"] and book["data"]["asks"]  # the banner waited for the quotes
+        poll_until(lambda: stack.request("GET", "/api/v1/markets/BTC-USDT/trades")[1]["data"]["items"], 30,
+                   "the taker bot to trade with the market maker")
+        demo = HttpClient(stack.http_port, api_key, api_secret)
+        assert balances(demo) == {"BTC": "2.00000000", "USDT": "100000.00000000"}
+        bought = demo.request("POST", "/api/v1/account/orders", {"pair": "BTC-USDT", "side": "buy", "type": "market",
+                                                                 "quantity": "0.00100"})
+        assert bought.status == 201 and bought.json["data"]["status"] == "FILLED", bought.json
+        after_trade = balances(demo)
+        demo.close()
+
+    with UpStack(tmp_path, demo=True) as again:  # the same data directory
+        banner = again.log_text()
+        assert re.search(r"api key +(\S+)", banner).group(1) == api_key
+        demo = HttpClient(again.http_port, api_key, api_secret)
+        assert balances(demo) == after_trade  # found, not funded twice
+        demo.close()
+        poll_until(lambda: again.request("GET", "/api/v1/markets/BTC-USDT/orderbook?depth=1")[1]["data"]["asks"],
+                   30, "the market maker to quote again")
+
+
+def balances(client: HttpClient) -> dict[str, str]:
+    answer = client.request("GET", "/api/v1/account/balances")
+    assert answer.status == 200, answer.json
+    return {item["asset"]: item["total"] for item in answer.json["data"]["items"]}
