@@ -15,7 +15,6 @@ It goes through `gateway.admin.Admin`, the code behind the admin API and `zmx ad
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from typing import Any
 import orjson
 
 from common.config import Config
+from common.files import write_private_file
 from common.types import RejectCode
 
 DEMO_PAIR = "BTC-USDT"
@@ -125,12 +125,12 @@ def _ensure_trader(admin, path: Path, username: str, funds: dict[str, str]) -> d
             trader = _find_trader(admin, username)
             funded = True
         saved = {**admin.rotate_key(trader["trader_id"]), "username": username, "funded": funded}
-        _write_private(path, saved)
+        write_private_file(path, orjson.dumps(saved, option=orjson.OPT_INDENT_2))
     if not saved["funded"]:
         for asset, amount in funds.items():
             admin.deposit(DEPOSIT.check({"trader_id": saved["trader_id"], "asset": asset, "amount": amount}))
         saved["funded"] = True
-        _write_private(path, saved)
+        write_private_file(path, orjson.dumps(saved, option=orjson.OPT_INDENT_2))
     return saved
 
 
@@ -145,13 +145,3 @@ def _find_trader(admin, username: str) -> dict[str, Any]:
             raise ValueError(f"trader {username} exists but cannot be found")
         cursor = listing.next_cursor
 
-
-def _write_private(path: Path, value: dict[str, Any]) -> None:
-    """Write JSON readable by the owner only, atomically."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}")
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "wb") as handle:
-        handle.write(orjson.dumps(value, option=orjson.OPT_INDENT_2))
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)

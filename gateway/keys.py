@@ -25,7 +25,6 @@ import re
 import secrets
 from collections.abc import Callable
 from pathlib import Path
-import orjson
 
 from common.config import Config
 from common.sdk.bot import BotKey
@@ -98,9 +97,7 @@ def ensure_bot_key_file(path: Path, account_id: int) -> BotKey:
     An existing file must hold a valid key of `account_id`; raises ValueError otherwise.
     """
     if not path.exists():
-        new = BotKey.generate(account_id)
-        _read_or_create(path, lambda: orjson.dumps(
-            {"account_id": new.account_id, "public_key": new.public_key, "secret_key": new.secret_key}).decode())
+        _read_or_create(path, lambda: BotKey.generate(account_id).to_json().decode())
     key = BotKey.load(path)  # BotKeyError is a ValueError
     if key.account_id != account_id:
         raise ValueError(f"{path} holds the key of trader {key.account_id}, not {account_id}")

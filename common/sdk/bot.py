@@ -41,6 +41,7 @@ from zmq.utils.monitor import parse_monitor_message
 from common import protocol
 from common.config import Config, ConfigError
 from common.errors import AuthenticationError, ConnectionFailed, OutcomeUnknown, ZmxError, error_from_wire
+from common.files import write_private_file
 from common.matcher_client import MatcherClient, dealer
 from common.sdk.book import BookSync, OrderBook
 from common.sdk.orders import AsyncOrderMethods, OrderMethods
@@ -97,15 +98,14 @@ class BotKey:
             raise BotKeyError(f"{path}: public_key does not belong to secret_key")
         return cls(account_id, public, secret)
 
+    def to_json(self) -> bytes:
+        """The key file's content: `{"account_id", "public_key", "secret_key"}`."""
+        return orjson.dumps({"account_id": self.account_id, "public_key": self.public_key,
+                             "secret_key": self.secret_key})
+
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the key file atomically, readable by its owner only (it holds the secret)."""
-        path = Path(path)
-        temporary = path.with_name(path.name + ".tmp")
-        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(orjson.dumps({"account_id": self.account_id, "public_key": self.public_key,
-                                       "secret_key": self.secret_key}))
-        os.replace(temporary, path)
+        write_private_file(Path(path), self.to_json())
 
     @property
     def curve(self) -> tuple[bytes, bytes]:
