@@ -33,7 +33,6 @@ import os
 import platform
 import random
 import secrets
-import statistics
 import sys
 import tempfile
 import time

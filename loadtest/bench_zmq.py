@@ -72,7 +72,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from common import protocol  # noqa: E402
 from common.matcher_client import MatcherClient, MatcherTimeout  # noqa: E402
-from loadtest.bench_matcher import CANCEL, PLACE, generate_flow  # noqa: E402
+from loadtest.bench_matcher import PLACE, generate_flow  # noqa: E402
 
 THROUGHPUT_PAIR = "BTC-USDT"
 LATENCY_PAIR = "ETH-USDT"

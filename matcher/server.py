@@ -40,7 +40,7 @@ from common.protocol import Command, ProtocolError
 from common.types import RejectCode
 from matcher import snapshot
 from matcher.dispatch import Dispatcher
-from matcher.engine import Engine, Reject
+from matcher.engine import Engine
 from matcher.journal import Journal
 
 log = logging.getLogger("zmx.matcher")

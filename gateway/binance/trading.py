@@ -34,7 +34,7 @@ from gateway.binance.errors import (
     one_of,
 )
 from gateway.binance.market_data import MAX_TIME
-from gateway.binance.markets import Market, Markets
+from gateway.binance.markets import Market
 from gateway.binance.params import Params, boolean, choice, client_id, decimal, integer, symbol_text
 from gateway.envelope import ApiError
 from gateway.resources.account import trader_balances

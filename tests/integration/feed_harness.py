@@ -18,7 +18,6 @@ import sys
 import time
 from collections.abc import Callable
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import orjson

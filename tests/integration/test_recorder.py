@@ -20,7 +20,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,11 +27,11 @@ from typing import Any
 import orjson
 import pytest
 
-from common.matcher_client import MatcherClient, MatcherError, MatcherTimeout
+from common.matcher_client import MatcherClient
 from common.recorder.checkpoint import checkpoint_path
 from common.recorder.replica import Replica
 from common.store import Batch, Store, open_store
-from common.store.aggregates import Candle, Position, minute_candles, roll_up
+from common.store.aggregates import Position, minute_candles, roll_up
 from tests.integration.harness import REPO_ROOT, MatcherCluster, _die_with_parent
 from tests.polling import poll_until
 from tests.unit.store.postgres import throwaway_schema

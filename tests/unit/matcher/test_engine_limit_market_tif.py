@@ -14,7 +14,6 @@ from tests.unit.matcher.engine_helpers import (
     ALICE,
     BOB,
     BUY,
-    CANCELED,
     CAROL,
     DAVE,
     EXPIRED,
